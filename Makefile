@@ -1,0 +1,65 @@
+# northwind-elt: every command a user needs. `make help` lists them.
+# The two that matter: `make pipeline DATE=YYYY-MM-DD` and `make test`; both set the project up first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NWELT := $(BIN)/nwelt
+SETUP_STAMP := $(VENV)/.setup-done
+DATE ?=
+export DATE
+
+.PHONY: help setup db-up db-down db-status extract-postgres extract-csv load transform export \
+        pipeline status backfill docs test clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: $(SETUP_STAMP) ## create .venv, install pinned deps, meltano install (quick when done)
+
+$(SETUP_STAMP): requirements.txt pyproject.toml meltano.yml extract/*.meltano.yml load/*.meltano.yml transform/*.meltano.yml \
+                extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(NWELT) setup
+	touch $@
+
+db-up: setup ## start the embedded PostgreSQL (init and seed on first use)
+	@$(NWELT) db up
+db-down: setup ## stop the embedded PostgreSQL
+	@$(NWELT) db down
+db-status: setup ## is the embedded PostgreSQL running?
+	@$(NWELT) db status
+
+extract-postgres: setup ## step 1a: all source tables -> data/postgres/{table}/{DATE}/
+	@$(NWELT) run extract-postgres --date "$(DATE)"
+extract-csv: setup ## step 1b: order_details.csv -> data/csv/order_details/{DATE}/
+	@$(NWELT) run extract-csv --date "$(DATE)"
+load: setup ## step 2: the day's landed files -> warehouse (refuses unless step 1 succeeded)
+	@$(NWELT) run load --date "$(DATE)"
+transform: setup ## dbt build of the orders_details mart for DATE
+	@$(NWELT) run transform --date "$(DATE)"
+export: setup ## mart rows of DATE -> data/output/{DATE}/orders_details.csv and .json
+	@$(NWELT) run export --date "$(DATE)"
+
+pipeline: setup ## run every step for DATE (default today); STEP=load resumes from a step
+	@$(NWELT) pipeline --date "$(DATE)" $(if $(STEP),--from-step $(STEP))
+status: setup ## step outcomes for DATE (or the last DAYS days) and the command to resume
+	@$(NWELT) status $(if $(DATE),--date "$(DATE)") $(if $(DAYS),--days $(DAYS))
+backfill: setup ## run the pipeline for every day from START to END
+	@$(NWELT) backfill --start "$(START)" --end "$(END)"
+
+docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 8080)
+	@$(NWELT) docs
+
+test: setup ## run the whole test suite (real PostgreSQL, real Meltano and dbt)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean: ## stop the database and remove local state (.venv, .meltano, .pg, data/ except source files)
+	-@test -x $(NWELT) && $(NWELT) db down
+	rm -rf $(VENV) .meltano .pg transform/target transform/logs
+	find data -mindepth 1 -maxdepth 1 ! -name source -exec rm -rf {} + 2>/dev/null || true

@@ -1,0 +1,226 @@
+"""One Singer stream per configured CSV file.
+
+The file is read row by row with the csv module, so memory stays flat however
+big the file is. Each value is typed from its exact text: integers become int,
+decimals become decimal.Decimal (never float, so 9.8 is emitted as 9.8).
+Anything unexpected stops the run with a CsvInputError that names the file,
+the line, the column and the offending value.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import re
+import typing as t
+from decimal import Decimal
+from pathlib import Path
+
+from singer_sdk import Stream
+
+if t.TYPE_CHECKING:
+    from singer_sdk import Tap
+    from singer_sdk.helpers.types import Context
+
+RERUN = "rerun make extract-csv"
+
+# JSON schema for each supported column type (nullable; key columns are not).
+COLUMN_SCHEMAS: dict[str, dict[str, t.Any]] = {
+    "integer": {"type": "integer"},
+    "decimal": {"type": "number"},
+    "string": {"type": "string"},
+    "boolean": {"type": "boolean"},
+    "date": {"type": "string", "format": "date"},
+}
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+class CsvInputError(Exception):
+    """The CSV file is missing, unreadable or does not match the configuration."""
+
+
+def _parse_integer(text: str) -> int:
+    if not _INTEGER.fullmatch(text):
+        raise ValueError("is not an integer")
+    return int(text)
+
+
+def _parse_decimal(text: str) -> Decimal:
+    # The regex rejects what Decimal() would otherwise accept: NaN, Infinity,
+    # surrounding spaces and "1_000".
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError("is not a decimal number")
+    return Decimal(text)
+
+
+def _parse_boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("is not a boolean (true/false)")
+
+
+def _parse_date(text: str) -> str:
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueError("is not a date (YYYY-MM-DD)") from None
+
+
+PARSERS: dict[str, t.Callable[[str], t.Any]] = {
+    "integer": _parse_integer,
+    "decimal": _parse_decimal,
+    "string": str,
+    "boolean": _parse_boolean,
+    "date": _parse_date,
+}
+
+
+def _locate_invalid_utf8(path: Path) -> tuple[int, int]:
+    """Return (line number, byte offset) of the first byte that is not UTF-8.
+
+    Only called after a UnicodeDecodeError: the text reader decodes in chunks,
+    so it cannot tell us exactly where the bad byte is. A second pass over the
+    raw bytes, one line at a time, can.
+    """
+    offset = 0
+    with path.open("rb") as raw_file:
+        for line_number, raw_line in enumerate(raw_file, start=1):
+            try:
+                raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return line_number, offset + exc.start
+            offset += len(raw_line)
+    return 0, offset  # not reached when the file really has a bad byte
+
+
+class CsvFileStream(Stream):
+    """Full-table stream over one CSV file described in the tap config."""
+
+    def __init__(self, tap: Tap, file_config: dict[str, t.Any]) -> None:
+        self.path = Path(file_config["path"])
+        self.columns: dict[str, str] = dict(file_config["columns"])
+        key_properties: list[str] = list(file_config.get("key_properties") or [])
+
+        for column, column_type in self.columns.items():
+            if column_type not in PARSERS:
+                msg = (
+                    f"stream {file_config['stream']}: column {column} has type "
+                    f"{column_type!r}; use one of {', '.join(PARSERS)}"
+                )
+                raise CsvInputError(msg)
+        unknown_keys = [key for key in key_properties if key not in self.columns]
+        if unknown_keys:
+            msg = (
+                f"stream {file_config['stream']}: key_properties {unknown_keys} "
+                "are not listed in columns"
+            )
+            raise CsvInputError(msg)
+
+        properties: dict[str, t.Any] = {}
+        for column, column_type in self.columns.items():
+            column_schema = dict(COLUMN_SCHEMAS[column_type])
+            if column not in key_properties:
+                column_schema["type"] = [column_schema["type"], "null"]
+            properties[column] = column_schema
+        schema = {
+            "type": "object",
+            "properties": properties,
+            "required": key_properties,
+        }
+
+        super().__init__(tap=tap, schema=schema, name=file_config["stream"])
+        self.primary_keys = key_properties
+        self.replication_key = None
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        """Yield one typed record per CSV row, in file order."""
+        try:
+            with self.path.open(encoding="utf-8-sig", newline="") as csv_file:
+                reader = csv.reader(csv_file)
+                try:
+                    yield from self._typed_rows(reader)
+                except UnicodeDecodeError:
+                    line_number, byte_offset = _locate_invalid_utf8(self.path)
+                    msg = (
+                        f"{self.path} line {line_number}: byte offset {byte_offset} "
+                        f"is not valid UTF-8; save the file as UTF-8 and {RERUN}"
+                    )
+                    raise CsvInputError(msg) from None
+                except csv.Error as exc:
+                    msg = f"{self.path} line {reader.line_num}: {exc}; fix the file and {RERUN}"
+                    raise CsvInputError(msg) from None
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            msg = (
+                f"{self.path}: cannot read the CSV file ({exc.strerror}); check the "
+                "file exists and is readable, and that ORDER_DETAILS_CSV (or the "
+                "`path` setting) points to it"
+            )
+            raise CsvInputError(msg) from None
+
+    def _typed_rows(self, reader: t.Iterator[list[str]]) -> t.Iterator[dict[str, t.Any]]:
+        header = next(reader, None)
+        if header is None:
+            msg = f"{self.path}: the file is empty; expected a header row: "
+            msg += f"{','.join(self.columns)}"
+            raise CsvInputError(msg)
+        self._check_header(header)
+
+        parsers = [PARSERS[self.columns[name]] for name in header]
+        keys = set(self.primary_keys or [])
+        for row in reader:
+            line_num = reader.line_num  # type: ignore[attr-defined]
+            if len(row) != len(header):
+                msg = (
+                    f"{self.path} line {line_num}: found {len(row)} values but the "
+                    f"header has {len(header)} columns; fix the row and {RERUN}"
+                )
+                raise CsvInputError(msg)
+            record: dict[str, t.Any] = {}
+            for name, parse, text in zip(header, parsers, row, strict=True):
+                if text == "":
+                    if name in keys:
+                        msg = (
+                            f"{self.path} line {line_num}, column {name}: key column "
+                            f"is empty; fix the row and {RERUN}"
+                        )
+                        raise CsvInputError(msg)
+                    record[name] = None
+                    continue
+                try:
+                    record[name] = parse(text)
+                except ValueError as exc:
+                    msg = (
+                        f"{self.path} line {line_num}, column {name}: {text!r} "
+                        f"{exc}; fix the row and {RERUN}"
+                    )
+                    raise CsvInputError(msg) from None
+            yield record
+
+    def _check_header(self, header: list[str]) -> None:
+        """The header must name exactly the configured columns, in any order."""
+        expected = set(self.columns)
+        missing = [name for name in self.columns if name not in header]
+        extra = [name for name in header if name not in expected]
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        if not (missing or extra or duplicated):
+            return
+        problems = []
+        if missing:
+            problems.append(f"missing columns {missing}")
+        if extra:
+            problems.append(f"unexpected columns {extra}")
+        if duplicated:
+            problems.append(f"duplicated columns {duplicated}")
+        msg = (
+            f"{self.path} line 1: header {header} does not match the configured "
+            f"columns ({'; '.join(problems)}); the first row must be the header "
+            f"{','.join(self.columns)} (any order); fix the header and {RERUN}"
+        )
+        raise CsvInputError(msg)

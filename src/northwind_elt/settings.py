@@ -1,0 +1,187 @@
+"""The one place that reads the environment.
+
+Everything else receives a `Settings` and a parsed `datetime.date`. Values come from the
+process environment first, then from the git-ignored `.env` at the project root (the
+repository ships `.env.example` only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PG_PORT = 55432
+
+
+class ConfigError(Exception):
+    """A setting or argument is invalid; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PgConn:
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+
+    def conninfo(self, **overrides: str) -> str:
+        """A libpq keyword/value string (the password is not logged anywhere by callers)."""
+        params = {
+            "host": self.host,
+            "port": str(self.port),
+            "dbname": self.database,
+            "user": self.user,
+            "password": self.password,
+            "connect_timeout": "10",
+            "application_name": "northwind-elt",
+        }
+        params.update(overrides)
+        return " ".join(f"{k}='{_quote(v)}'" for k, v in params.items())
+
+    def describe(self) -> str:
+        """Where this connection points, safe to print (never the password)."""
+        return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    data_dir: Path
+    source_dir: Path
+    csv_path: Path
+    db_mode: str  # "embedded" (managed here) or "external" (e.g. Docker Compose servers)
+    pg_port: int
+    pg_home: Path
+    source: PgConn
+    warehouse: PgConn
+    env: dict[str, str]
+
+    @property
+    def embedded(self) -> bool:
+        return self.db_mode == "embedded"
+
+    def meltano_env(self) -> dict[str, str]:
+        """Environment for a Meltano subprocess: the resolved settings, never re-derived there."""
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update(
+            {
+                "MELTANO_PROJECT_ROOT": str(self.root),
+                "DATA_DIR": str(self.data_dir),
+                "ORDER_DETAILS_CSV": str(self.csv_path),
+                "SOURCE_PG_HOST": self.source.host,
+                "SOURCE_PG_PORT": str(self.source.port),
+                "SOURCE_PG_DATABASE": self.source.database,
+                "SOURCE_PG_USER": self.source.user,
+                "SOURCE_PG_PASSWORD": self.source.password,
+                "WAREHOUSE_PG_HOST": self.warehouse.host,
+                "WAREHOUSE_PG_PORT": str(self.warehouse.port),
+                "WAREHOUSE_PG_DATABASE": self.warehouse.database,
+                "WAREHOUSE_PG_USER": self.warehouse.user,
+                "WAREHOUSE_PG_PASSWORD": self.warehouse.password,
+                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            }
+        )
+        return env
+
+
+def _environment(root: Path) -> dict[str, str]:
+    values = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None}
+    values.update(os.environ)
+    return values
+
+
+def load(root: Path = ROOT) -> Settings:
+    env = _environment(root)
+
+    def get(name: str, default: str = "") -> str:
+        value = env.get(name, "")
+        return value if value != "" else default
+
+    def port(name: str, default: int) -> int:
+        raw = get(name, str(default))
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a port number: set it to an integer in .env") from None
+
+    data_dir = Path(get("DATA_DIR", "data"))
+    data_dir = data_dir if data_dir.is_absolute() else root / data_dir
+    source_dir = Path(get("SOURCE_DATA_DIR", str(root / "data" / "source")))
+    csv_path = Path(get("ORDER_DETAILS_CSV", str(source_dir / "order_details.csv")))
+    db_mode = get("NWELT_DB", "embedded")
+    if db_mode not in ("embedded", "external"):
+        raise ConfigError(f"NWELT_DB={db_mode!r}: use 'embedded' (default) or 'external'")
+    pg_port = port("NWELT_PG_PORT", DEFAULT_PG_PORT)
+    default_host = "127.0.0.1" if db_mode == "embedded" else ""
+
+    def conn(prefix: str, database: str, user: str) -> PgConn:
+        host = get(f"{prefix}_PG_HOST", default_host)
+        if not host:
+            raise ConfigError(f"NWELT_DB=external needs {prefix}_PG_HOST (see .env.example)")
+        return PgConn(
+            host=host,
+            port=port(f"{prefix}_PG_PORT", pg_port),
+            database=get(f"{prefix}_PG_DATABASE", database),
+            user=get(f"{prefix}_PG_USER", user),
+            password=get(f"{prefix}_PG_PASSWORD"),
+        )
+
+    return Settings(
+        root=root,
+        data_dir=data_dir,
+        source_dir=source_dir,
+        csv_path=csv_path,
+        db_mode=db_mode,
+        pg_port=pg_port,
+        pg_home=Path(get("NWELT_PG_HOME", str(root / ".pg"))),
+        source=conn("SOURCE", "northwind", "northwind_reader"),
+        warehouse=conn("WAREHOUSE", "warehouse", "warehouse_loader"),
+        env={k: v for k, v in env.items() if k.isupper()},
+    )
+
+
+def parse_date(raw: str | None, today: dt.date | None = None) -> dt.date:
+    """DATE=YYYY-MM-DD; empty means today. Future days are refused (there is nothing to extract)."""
+    today = today or dt.date.today()
+    if raw is None or raw.strip() == "":
+        return today
+    try:
+        day = dt.date.fromisoformat(raw.strip())
+        if len(raw.strip()) != 10:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"DATE={raw!r} is not a date: use the form YYYY-MM-DD, e.g. DATE=2024-01-01") from None
+    if day > today:
+        raise ConfigError(f"DATE={day} is in the future (today is {today}): pick today or a past day")
+    return day
+
+
+def ensure_env_file(root: Path = ROOT) -> bool:
+    """Create `.env` from `.env.example` with fresh random passwords. Returns True if created."""
+    import secrets
+
+    target = root / ".env"
+    if target.exists():
+        return False
+    lines = []
+    for line in (root / ".env.example").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.endswith("PASSWORD") and not value:
+            line = f"{name}={secrets.token_urlsafe(18)}"
+        lines.append(line)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(target)
+    return True

@@ -1,0 +1,67 @@
+"""`make status`: what the ledger says about a day, and the commands that finish it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from .ledger import STEPS, Ledger, Run
+from .settings import Settings
+from .steps import resume_commands
+
+UPSTREAM = {
+    "extract-postgres": [],
+    "extract-csv": [],
+    "load": ["extract-postgres", "extract-csv"],
+    "transform": ["load"],
+    "export": ["transform"],
+}
+
+
+def step_states(runs: dict[str, Run]) -> dict[str, str]:
+    """succeeded / failed / interrupted / running / not run / stale (an input changed since)."""
+    states: dict[str, str] = {}
+    for step in STEPS:
+        run = runs.get(step)
+        if run is None:
+            states[step] = "not run"
+            continue
+        state = run.outcome
+        if state == "succeeded":
+            for up in UPSTREAM[step]:
+                upstream = runs.get(up)
+                if states.get(up) != "succeeded" or (upstream and upstream.ended_at and upstream.ended_at > run.started_at):
+                    state = "stale"
+        states[step] = state
+    return states
+
+
+def first_incomplete(states: dict[str, str]) -> str | None:
+    return next((step for step in STEPS if states[step] != "succeeded"), None)
+
+
+def report(settings: Settings, day: dt.date) -> tuple[bool, list[str]]:
+    runs = Ledger(settings.data_dir).latest(day)
+    states = step_states(runs)
+    lines = [f"day {day}", f"  {'step':<17} {'outcome':<12} {'rows':>8} {'seconds':>8}  note"]
+    for step in STEPS:
+        run = runs.get(step)
+        rows = f"{run.total_rows:>8}" if run and run.outcome == "succeeded" else f"{'-':>8}"
+        secs = f"{run.seconds:>8.1f}" if run and run.seconds is not None else f"{'-':>8}"
+        note = (run.error or "") if run and states[step] != "succeeded" else ""
+        lines.append(f"  {step:<17} {states[step]:<12} {rows} {secs}  {note[:100]}")
+    step = first_incomplete(states)
+    if step is None:
+        lines.append("  complete")
+        return True, lines
+    for i, command in enumerate(resume_commands(step, day)):
+        lines.append(f"  {'next:' if i == 0 else 'then:'} {command}")
+    return False, lines
+
+
+def print_days(settings: Settings, days: list[dt.date]) -> int:
+    complete = True
+    for day in days:
+        ok, lines = report(settings, day)
+        complete = complete and ok
+        print("\n".join(lines))
+    return 0 if complete else 1

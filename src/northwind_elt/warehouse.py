@@ -1,0 +1,144 @@
+"""Step 2's commit: swap one day's load schema into the raw layer in one transaction.
+
+target-postgres writes day D into the schema `load_<yyyymmdd>` (created fresh for each load).
+`commit` then, in a single transaction: checks every table's row count against what step 1
+recorded (reconciliation), creates or widens `raw.<table>` (snapshot_date + the source
+columns), replaces exactly the rows of D, records the load in `raw._loads`, and drops the
+load schema. A failure anywhere rolls everything back: D stays as it was, other days are never
+touched, readers never see half a day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .landing import Landing, load_schema_name
+from .settings import Settings
+
+RAW = "raw"
+
+
+class LoadError(Exception):
+    """The load of a day cannot be committed; the message says why and what to rerun."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+def connect(settings: Settings) -> psycopg.Connection:
+    try:
+        return psycopg.connect(settings.warehouse.conninfo())
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LoadError(f"cannot connect to the warehouse {settings.warehouse.describe()}: {first}") from None
+
+
+def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[Column]:
+    rows = conn.execute(
+        """select a.attname, format_type(a.atttypid, a.atttypmod)
+             from pg_attribute a
+             join pg_class c on c.oid = a.attrelid
+             join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped
+            order by a.attnum""",
+        (schema, table),
+    ).fetchall()
+    return [Column(name, type_) for name, type_ in rows]
+
+
+def prepare(settings: Settings, day: dt.date) -> None:
+    """Run the gate, then drop a load schema left over by an interrupted load of the same day."""
+    Landing(settings.data_dir).check_day(day)
+    with connect(settings) as conn:
+        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(load_schema_name(day))))
+
+
+def commit(settings: Settings, day: dt.date) -> dict[str, int]:
+    landing = Landing(settings.data_dir)
+    expected = landing.check_day(day)
+    load = load_schema_name(day)
+    counts: dict[str, int] = {}
+    rerun = f"make load DATE={day}"
+    with connect(settings) as conn, conn.transaction():
+        conn.execute("set local lock_timeout = '60s'")
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
+        conn.execute(
+            sql.SQL(
+                "create table if not exists {}._loads (snapshot_date date not null, table_name text not null,"
+                " rows bigint not null, loaded_at timestamptz not null default now(),"
+                " primary key (snapshot_date, table_name))"
+            ).format(sql.Identifier(RAW))
+        )
+        for (source, table), info in expected.items():
+            staged = _columns(conn, load, table)
+            if not staged:
+                raise LoadError(f"{load}.{table} was not written by target-postgres: rerun {rerun}")
+            rows = conn.execute(sql.SQL("select count(*) from {}.{}").format(sql.Identifier(load), sql.Identifier(table))).fetchone()[0]  # type: ignore[index]
+            if rows != info["rows"]:
+                raise LoadError(
+                    f"reconciliation failed for {table} on {day}: the warehouse received {rows} rows, "
+                    f"{source.step} recorded {info['rows']} (duplicate keys in the file?); nothing was committed; "
+                    f"check {info['dir']} and rerun {source.rerun(day)} then {rerun}"
+                )
+            keys = landing.schema(source, table, day)["key_properties"]
+            _ensure_raw_table(conn, table, staged, keys, day)
+            target = sql.Identifier(RAW, table)
+            names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged)
+            conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,))
+            conn.execute(
+                sql.SQL("insert into {} (snapshot_date, {}) select %s::date, {} from {}").format(
+                    target, names, names, sql.Identifier(load, table)
+                ),
+                (day,),
+            )
+            conn.execute(
+                sql.SQL(
+                    "insert into {}._loads (snapshot_date, table_name, rows) values (%s, %s, %s)"
+                    " on conflict (snapshot_date, table_name) do update set rows = excluded.rows, loaded_at = now()"
+                ).format(sql.Identifier(RAW)),
+                (day, table, rows),
+            )
+            counts[table] = rows
+        conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(load)))
+    return counts
+
+
+def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column], keys: list[str], day: dt.date) -> None:
+    """Create raw.<table> like the load table, or widen it when a day brings new columns.
+
+    Allowed drift: new columns (added, earlier days read NULL) and dropped columns (this day
+    reads NULL). Refused: a column whose type changed (the message names it).
+    """
+    existing = {c.name: c.type for c in _columns(conn, RAW, table)}
+    target = sql.Identifier(RAW, table)
+    if not existing:
+        definitions = [sql.SQL("snapshot_date date not null")] + [
+            sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in staged
+        ]
+        key = sql.SQL(", ").join(sql.Identifier(k) for k in ["snapshot_date", *keys])
+        conn.execute(sql.SQL("create table {} ({}, primary key ({}))").format(target, sql.SQL(", ").join(definitions), key))
+        return
+    for column in staged:
+        if column.name not in existing:
+            conn.execute(sql.SQL("alter table {} add column {} {}").format(target, sql.Identifier(column.name), sql.SQL(column.type)))
+        elif existing[column.name] != column.type:
+            raise LoadError(
+                f"schema drift in {table} on {day}: column {column.name} is {column.type} in the landed files "
+                f"but {existing[column.name]} in {RAW}.{table} (earlier days); a type change is not applied "
+                f"automatically: migrate {RAW}.{table} by hand or restore the source type, then rerun make load"
+            )
+
+
+def loaded_days(settings: Settings) -> set[dt.date]:
+    with connect(settings) as conn:
+        exists = conn.execute("select to_regclass('raw._loads')").fetchone()[0]  # type: ignore[index]
+        if not exists:
+            return set()
+        return {row[0] for row in conn.execute("select distinct snapshot_date from raw._loads")}

@@ -1,0 +1,313 @@
+"""Tests for extract/tap-northwind-csv (run from a venv where the tap is installed)."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from singer_sdk.testing import get_tap_test_class
+
+from tap_northwind_csv import CsvInputError, TapNorthwindCsv
+
+HEADER = "order_id,product_id,unit_price,quantity,discount"
+ORDER_COLUMNS = {
+    "order_id": "integer",
+    "product_id": "integer",
+    "unit_price": "decimal",
+    "quantity": "integer",
+    "discount": "decimal",
+}
+ORDER_KEYS = ["order_id", "product_id"]
+
+
+def make_config(
+    path: Path,
+    columns: dict[str, str] = ORDER_COLUMNS,
+    keys: list[str] = ORDER_KEYS,
+    stream: str = "order_details",
+) -> dict[str, Any]:
+    return {
+        "files": [{"stream": stream, "path": str(path), "key_properties": keys, "columns": columns}]
+    }
+
+
+# --- Singer SDK standard tests ----------------------------------------------
+# get_tap_test_class needs its config when the class is created, so the sample
+# file is written at import time into a temporary folder removed at exit.
+_SAMPLE_DIR = Path(tempfile.mkdtemp(prefix="tap-northwind-csv-"))
+atexit.register(shutil.rmtree, _SAMPLE_DIR, ignore_errors=True)
+_SAMPLE_CSV = _SAMPLE_DIR / "order_details.csv"
+_SAMPLE_CSV.write_text(
+    f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,10,0\n10249,14,18.6,9,0.15\n",
+    encoding="utf-8",
+)
+
+TestTapNorthwindCsvStandard = get_tap_test_class(TapNorthwindCsv, config=make_config(_SAMPLE_CSV))
+
+
+# --- helpers -------------------------------------------------------------------
+def write_csv(tmp_path: Path, content: str | bytes, name: str = "order_details.csv") -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        # newline="" keeps "\r\n" as written, so tests control the line endings.
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            handle.write(content)
+    return path
+
+
+def run_tap(config: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run a full sync in-process and return the Singer messages written to stdout."""
+    capsys.readouterr()  # drop anything printed before the sync
+    TapNorthwindCsv(config=config, parse_env_config=False).sync_all()
+    return capsys.readouterr().out
+
+
+def records(stdout: str) -> list[dict[str, Any]]:
+    messages = [json.loads(line, parse_float=Decimal) for line in stdout.splitlines()]
+    return [m["record"] for m in messages if m["type"] == "RECORD"]
+
+
+def sync_error(config: dict[str, Any]) -> str:
+    """Run a sync that must fail and return the CsvInputError message."""
+    with pytest.raises(CsvInputError) as excinfo:
+        TapNorthwindCsv(config=config, parse_env_config=False).sync_all()
+    return str(excinfo.value)
+
+
+# --- records -------------------------------------------------------------------
+def test_integers_are_ints_and_decimals_are_exact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,10,0.15\n")
+    stdout = run_tap(make_config(path), capsys)
+
+    # The raw JSON text must carry the numbers exactly as written in the file.
+    assert '"unit_price":9.8,' in stdout
+    assert '"discount":0.15}' in stdout
+    assert '"unit_price":14,' in stdout
+    assert "9.80000" not in stdout and "0.1499" not in stdout
+
+    rows = records(stdout)
+    assert rows == [
+        {"order_id": 10248, "product_id": 11, "unit_price": 14, "quantity": 12, "discount": 0},
+        {
+            "order_id": 10248,
+            "product_id": 42,
+            "unit_price": Decimal("9.8"),
+            "quantity": 10,
+            "discount": Decimal("0.15"),
+        },
+    ]
+    assert all(type(row["quantity"]) is int for row in rows)
+
+
+def test_schema_message_types_columns_and_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n1,2,3,4,0\n")
+    messages = [json.loads(line) for line in run_tap(make_config(path), capsys).splitlines()]
+    schema_message = next(m for m in messages if m["type"] == "SCHEMA")
+    properties = schema_message["schema"]["properties"]
+    assert schema_message["stream"] == "order_details"
+    assert schema_message["key_properties"] == ORDER_KEYS
+    assert properties["order_id"] == {"type": "integer"}
+    assert properties["quantity"] == {"type": ["integer", "null"]}
+    assert properties["unit_price"] == {"type": ["number", "null"]}
+
+
+def test_records_keep_file_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [f"{order_id},{product},1,1,0" for order_id, product in [(3, 1), (1, 9), (2, 5)]]
+    path = write_csv(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n")
+    rows = records(run_tap(make_config(path), capsys))
+    assert [(r["order_id"], r["product_id"]) for r in rows] == [(3, 1), (1, 9), (2, 5)]
+
+
+def test_header_in_another_order_maps_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(
+        tmp_path, "discount,quantity,unit_price,product_id,order_id\n0.05,7,9.8,42,10248\n"
+    )
+    assert records(run_tap(make_config(path), capsys)) == [
+        {
+            "order_id": 10248,
+            "product_id": 42,
+            "unit_price": Decimal("9.8"),
+            "quantity": 7,
+            "discount": Decimal("0.05"),
+        }
+    ]
+
+
+def test_bom_and_crlf_are_accepted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    content = f"\ufeff{HEADER}\r\n10248,11,14,12,0\r\n10248,42,9.8,10,0\r\n".encode()
+    path = write_csv(tmp_path, content)
+    rows = records(run_tap(make_config(path), capsys))
+    assert [r["product_id"] for r in rows] == [11, 42]
+    assert rows[1]["unit_price"] == Decimal("9.8")
+
+
+def test_quoted_string_with_comma_and_newline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    columns = {"id": "integer", "note": "string"}
+    path = write_csv(tmp_path, 'id,note\r\n1,"Chai, organic\nsecond line"\r\n2,plain\r\n')
+    rows = records(run_tap(make_config(path, columns, ["id"], "notes"), capsys))
+    assert rows == [{"id": 1, "note": "Chai, organic\nsecond line"}, {"id": 2, "note": "plain"}]
+
+
+def test_empty_values_become_null(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,,12,\n")
+    stdout = run_tap(make_config(path), capsys)
+    assert '"unit_price":null' in stdout
+    assert records(stdout) == [
+        {"order_id": 10248, "product_id": 11, "unit_price": None, "quantity": 12, "discount": None}
+    ]
+
+
+def test_other_column_types(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    columns = {"id": "integer", "name": "string", "active": "boolean", "born": "date"}
+    path = write_csv(tmp_path, "id,name,active,born\n1,Ann,true,1968-12-08\n2,,0,\n")
+    assert records(run_tap(make_config(path, columns, ["id"], "people"), capsys)) == [
+        {"id": 1, "name": "Ann", "active": True, "born": "1968-12-08"},
+        {"id": 2, "name": None, "active": False, "born": None},
+    ]
+
+
+def test_negative_numbers_and_duplicate_keys_pass_through(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n1,2,-3.5,-4,0\n1,2,3.5,4,0\n")
+    rows = records(run_tap(make_config(path), capsys))
+    assert [(r["unit_price"], r["quantity"]) for r in rows] == [
+        (Decimal("-3.5"), -4),
+        (Decimal("3.5"), 4),
+    ]
+
+
+# --- errors --------------------------------------------------------------------
+def test_wrong_column_count(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,10\n")
+    message = sync_error(make_config(path))
+    assert f"{path} line 3:" in message
+    assert "found 4 values but the header has 5 columns" in message
+
+
+def test_text_in_integer_column(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,abc,0\n")
+    message = sync_error(make_config(path))
+    assert message == (
+        f"{path} line 3, column quantity: 'abc' is not an integer; "
+        "fix the row and rerun make extract-csv"
+    )
+
+
+def test_text_in_decimal_column(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,n/a,12,0\n")
+    message = sync_error(make_config(path))
+    assert f"{path} line 2, column unit_price: 'n/a' is not a decimal number" in message
+
+
+def test_line_numbers_count_physical_lines(tmp_path: Path) -> None:
+    columns = {"id": "integer", "note": "string"}
+    path = write_csv(tmp_path, 'id,note\n1,"two\nlines"\nx,after\n')
+    message = sync_error(make_config(path, columns, ["id"], "notes"))
+    assert f"{path} line 4, column id: 'x' is not an integer" in message
+
+
+def test_empty_key_column(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,,14,12,0\n")
+    message = sync_error(make_config(path))
+    assert f"{path} line 2, column product_id: key column is empty" in message
+
+
+def test_missing_column_in_header(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "order_id,product_id,unit_price,quantity\n1,2,3,4\n")
+    message = sync_error(make_config(path))
+    assert f"{path} line 1:" in message
+    assert "missing columns ['discount']" in message
+
+
+def test_renamed_and_extra_columns_in_header(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "order_id,product_id,unit_price,qty,discount,note\n1,2,3,4,0,x\n")
+    message = sync_error(make_config(path))
+    assert "missing columns ['quantity']" in message
+    assert "unexpected columns ['qty', 'note']" in message
+
+
+def test_missing_header(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "10248,11,14,12,0\n10248,42,9.8,10,0\n")
+    message = sync_error(make_config(path))
+    assert f"{path} line 1:" in message
+    assert "the first row must be the header" in message
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "")
+    message = sync_error(make_config(path))
+    assert f"{path}: the file is empty" in message
+
+
+def test_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    content = f"{HEADER}\n10248,11,14,12,0\n".encode() + b"10248,42,9.8,1\xe9,0\n"
+    path = write_csv(tmp_path, content)
+    message = sync_error(make_config(path))
+    bad_offset = content.index(b"\xe9")
+    assert f"{path} line 3: byte offset {bad_offset} is not valid UTF-8" in message
+
+
+def test_bad_utf8_far_into_the_file_reports_exact_line(tmp_path: Path) -> None:
+    good_rows = "".join(f"{n},1,1,1,0\n" for n in range(5000))
+    content = f"{HEADER}\n{good_rows}".encode() + b"9999,1,\xff,1,0\n"
+    path = write_csv(tmp_path, content)
+    bad_offset = content.index(b"\xff")
+    message = sync_error(make_config(path))
+    assert f"{path} line 5002: byte offset {bad_offset} is not valid UTF-8" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.csv"
+    message = sync_error(make_config(path))
+    assert str(path) in message
+    assert "ORDER_DETAILS_CSV" in message
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n1,2,3,4,0\n")
+    real_open = Path.open
+
+    def deny(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == path:  # chmod 000 would not stop root, so simulate it
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", deny)
+    message = sync_error(make_config(path))
+    assert str(path) in message
+    assert "Permission denied" in message and "ORDER_DETAILS_CSV" in message
+
+
+def test_cli_exits_non_zero_and_reports_on_stderr(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,abc,0\n")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(make_config(path)), encoding="utf-8")
+    executable = Path(sys.executable).parent / "tap-northwind-csv"
+    result = subprocess.run(
+        [str(executable), "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"{path} line 3, column quantity: 'abc' is not an integer" in result.stderr
+    assert '"order_id":10248,"product_id":11' in result.stdout  # row 2 was already emitted
