@@ -10,7 +10,7 @@ import sys
 
 from . import settings as settings_mod
 from .ledger import STEPS
-from .settings import ConfigError, Settings
+from .settings import ConfigError, Settings, meltano_exe
 
 
 def _settings() -> Settings:
@@ -25,7 +25,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     for name in sourcedata.FILES:
         print(f"source data: {sourcedata.ensure(settings, name)}")
-    return subprocess.run(["meltano", "install"], cwd=settings.root, env=settings.meltano_env()).returncode
+    return subprocess.run([meltano_exe(), "install"], cwd=settings.root, env=settings.meltano_env()).returncode
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -131,12 +131,12 @@ def cmd_docs(args: argparse.Namespace) -> int:
         from .database import EmbeddedPostgres
 
         EmbeddedPostgres(settings).up()
-    generated = subprocess.run(["meltano", "invoke", "dbt-postgres:docs-generate"], cwd=settings.root, env=env)
+    generated = subprocess.run([meltano_exe(), "invoke", "dbt-postgres:docs-generate"], cwd=settings.root, env=env)
     if generated.returncode or args.generate_only:
         return generated.returncode
     print(f"dbt docs on http://127.0.0.1:{port} (Ctrl-C to stop)")
     return subprocess.run(
-        ["meltano", "invoke", "dbt-postgres", "docs", "serve", "--port", port, "--no-browser"], cwd=settings.root, env=env
+        [meltano_exe(), "invoke", "dbt-postgres", "docs", "serve", "--port", port, "--no-browser"], cwd=settings.root, env=env
     ).returncode
 
 

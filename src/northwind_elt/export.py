@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from . import faults
 from .atomic import replace_dir
 from .settings import Settings
 from .warehouse import LoadError, connect
@@ -92,6 +93,7 @@ def export(settings: Settings, day: dt.date) -> int:
             building.mkdir(parents=True)
             try:
                 rows = _write(cursor, building / csv_path.name, building / json_path.name)
+                faults.point("export")  # files written, not yet published
                 replace_dir(building, csv_path.parent)
             finally:
                 shutil.rmtree(building, ignore_errors=True)

@@ -29,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from . import faults
 from .atomic import atomic_path, dumps, replace_dir, write_json
 
 
@@ -103,6 +104,7 @@ class Landing:
         for stream in sorted(streams, key=lambda s: s["tap_stream_id"]):
             table = table_name(stream["stream"])
             tables[table] = self._publish_table(source, day, table, stream, staging)
+            faults.point(f"publish-{source.name}")  # some tables replaced, marker not yet written
         write_json(marker, {"day": day.isoformat(), "source": source.name, "step": source.step, "tables": tables})
         shutil.rmtree(staging, ignore_errors=True)
         return tables

@@ -18,6 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG_PORT = 55432
 
 
+def meltano_exe() -> str:
+    """The `meltano` installed beside this interpreter (the project's .venv)."""
+    import sys
+
+    candidate = Path(sys.executable).with_name("meltano")
+    return str(candidate) if candidate.exists() else "meltano"
+
+
 class ConfigError(Exception):
     """A setting or argument is invalid; the message says what to do."""
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from . import locks
 from .ledger import STEPS, Ledger
-from .settings import Settings
+from .settings import Settings, meltano_exe
 
 # lines of a Meltano run worth showing live (the full output is in the log file)
 PROGRESS = re.compile(
-    r"(published \S+: \d+ rows|committed \S+: \d+ rows|exported \d+ rows|"
+    r"(committed \S+: \d+ rows|exported \d+ rows|"
     r"METRIC: .*\"record_count\".*|\d+ of \d+ (OK|PASS|ERROR|FAIL)\b.*|Completed successfully|Done\. PASS=.*)"
 )
 # lines that state a cause, most specific first
@@ -106,7 +106,7 @@ def run_step(settings: Settings, step: str, day: dt.date, lock_fds: list[int], q
     started = time.monotonic()
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            ["meltano", "run", step],
+            [meltano_exe(), "run", step],
             cwd=settings.root,
             env=env,
             stdout=subprocess.PIPE,
@@ -180,6 +180,10 @@ def execute(
         from .database import EmbeddedPostgres
 
         EmbeddedPostgres(settings).up()
+    if "extract-csv" in steps and settings.csv_path == settings.source_dir / "order_details.csv":
+        from . import sourcedata
+
+        sourcedata.ensure(settings, "order_details.csv")
     results: list[StepResult] = []
     with locks.hold(settings.data_dir, day, steps, wait_seconds) as fds:
         extracts = [s for s in steps if s.startswith("extract-")]

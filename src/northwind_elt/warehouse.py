@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from . import faults
 from .landing import Landing, load_schema_name
 from .settings import Settings
 
@@ -106,6 +107,7 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
                 (day, table, rows),
             )
             counts[table] = rows
+            faults.point("commit-load")  # mid-transaction: some tables replaced, not committed
         conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(load)))
     return counts
 

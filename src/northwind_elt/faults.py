@@ -1,0 +1,17 @@
+"""Fault-injection points for the reliability tests.
+
+`point("name")` does nothing unless the environment variable NWELT_FAULT names that point,
+in which case the process kills itself with SIGKILL right there: no cleanup, no exception
+handler, exactly like a machine losing power mid-write. The points sit in the middle of each
+step's writes, where a crash would hurt most.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def point(name: str) -> None:
+    if os.environ.get("NWELT_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,113 @@
+"""Shared fixtures: a real embedded PostgreSQL, real `make`/Meltano/dbt runs, isolated data.
+
+Each test module gets its own DATA_DIR (a temporary folder) and its own warehouse database,
+so modules cannot see each other's days. The source database is the real Northwind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from northwind_elt import settings as settings_mod
+from northwind_elt.database import EmbeddedPostgres
+
+ROOT = Path(__file__).resolve().parents[1]
+D1 = "2024-01-01"
+D2 = "2024-01-02"
+
+
+@dataclass
+class Project:
+    """The repository, run as a user would, with its own DATA_DIR and warehouse database."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, check: bool = False, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            list(args), cwd=ROOT, env={**os.environ, **self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def make(self, target: str, *assignments: str, check: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`make <target> DATE=...` exactly as a user types it."""
+        return self.run("make", "--no-print-directory", target, *assignments, check=check, env=env)
+
+    @property
+    def settings(self) -> settings_mod.Settings:
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            return settings_mod.load()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.settings.warehouse.conninfo(), autocommit=True) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def day_files(self, day: str, *sources: str) -> dict[str, str]:
+        """sha256 of every landed file of `day` (relative path -> digest)."""
+        digests = {}
+        for source in sources or ("postgres", "csv"):
+            for path in sorted((self.data_dir / source).glob(f"*/{day}/*")):
+                digests[str(path.relative_to(self.data_dir))] = hashlib.sha256(path.read_bytes()).hexdigest()
+            marker = self.data_dir / source / "_manifests" / f"{day}.json"
+            if marker.exists():
+                digests[str(marker.relative_to(self.data_dir))] = hashlib.sha256(marker.read_bytes()).hexdigest()
+        return digests
+
+    def raw_snapshot(self, day: str) -> dict[str, list[tuple[Any, ...]]]:
+        """Every raw table's rows for `day`, for comparing a day before and after."""
+        tables = [t for (t,) in self.sql("select table_name from information_schema.tables where table_schema = 'raw' and table_name <> '_loads' order by 1")]
+        return {t: self.sql(f'select * from raw."{t}" where snapshot_date = %s order by 2, 3', (day,)) for t in tables}
+
+
+def _setup_done() -> None:
+    subprocess.run(["make", "--no-print-directory", "setup"], cwd=ROOT, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def database() -> None:
+    """The embedded PostgreSQL is up (make db-up), seeded, with roles."""
+    _setup_done()
+    subprocess.run(["make", "--no-print-directory", "db-up"], cwd=ROOT, check=True, capture_output=True)
+
+
+def new_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Project:
+    data_dir = tmp_path_factory.mktemp(f"data-{name}")
+    warehouse = f"warehouse_test_{name}"
+    project = Project(data_dir, {"DATA_DIR": str(data_dir), "WAREHOUSE_PG_DATABASE": warehouse})
+    settings = project.settings
+    db = EmbeddedPostgres(settings)
+    with db.admin() as conn:
+        conn.execute(f'drop database if exists "{warehouse}" with (force)')
+    db.provision()  # creates the (empty) warehouse database for this module
+    return project
+
+
+@pytest.fixture(scope="module")
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, database: None) -> Project:
+    return new_project(tmp_path_factory, request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
+
+
+@pytest.fixture()
+def csv_copy(tmp_path: Path) -> Path:
+    """A private copy of the real order_details.csv that a test may break."""
+    source = settings_mod.load().source_dir / "order_details.csv"
+    target = tmp_path / "order_details.csv"
+    shutil.copyfile(source, target)
+    return target

@@ -1,0 +1,133 @@
+"""Step 2: the gated, atomic, idempotent load into the warehouse (real target-postgres)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import D1, D2, Project
+
+D3 = "2024-01-03"
+
+
+@pytest.fixture(scope="module")
+def loaded(project: Project) -> Project:
+    for step in ("extract-postgres", "extract-csv", "load"):
+        project.make(step, f"DATE={D1}", check=True)
+    return project
+
+
+def _loads(project: Project, day: str) -> dict[str, int]:
+    return dict(project.sql("select table_name, rows from raw._loads where snapshot_date = %s", (day,)))
+
+
+def test_load_holds_fourteen_tables_with_step1_counts(loaded: Project) -> None:
+    counts = _loads(loaded, D1)
+    assert len(counts) == 14
+    assert counts["orders"] == 830 and counts["order_details"] == 2155
+    assert counts["customer_customer_demo"] == 0 and counts["customer_demographics"] == 0
+    assert loaded.sql("select count(*) from raw.orders where snapshot_date = %s", (D1,)) == [(830,)]
+    assert loaded.sql("select count(*) from raw.customer_demographics") == [(0,)]
+    # no load schema is left behind
+    assert loaded.sql("select nspname from pg_namespace where nspname like 'load\\_%%'") == []
+
+
+def test_column_types_survive(loaded: Project) -> None:
+    types = dict(loaded.sql(
+        "select table_name || '.' || column_name, data_type from information_schema.columns where table_schema = 'raw'"
+    ))
+    assert types["orders.order_id"] == "bigint"
+    assert types["orders.freight"] == "numeric"
+    assert types["order_details.unit_price"] == "numeric"
+    assert types["order_details.quantity"] == "bigint"
+    assert types["orders.order_date"] == "date"
+    assert types["customers.company_name"] == "text"
+    assert types["orders.snapshot_date"] == "date"
+    assert not [c for c in types if "._sdc_" in c]
+    # exact numerics: values as in the source, no float drift
+    assert loaded.sql("select freight::text from raw.orders where order_id = 10248 and snapshot_date = %s", (D1,)) == [("32.38",)]
+    assert loaded.sql(
+        "select unit_price::text, discount::text from raw.order_details where order_id = 10248 and product_id = 42 and snapshot_date = %s",
+        (D1,),
+    ) == [("9.8", "0")]
+    # bytea content is recoverable from its hex text
+    assert loaded.sql("select decode(picture, 'hex') = ''::bytea from raw.categories where category_id = 1 and snapshot_date = %s", (D1,)) == [(True,)]
+
+
+def test_gate_refuses_a_day_without_step1(loaded: Project) -> None:
+    before = loaded.raw_snapshot(D1)
+    result = loaded.make("load", f"DATE={D2}")
+    assert result.returncode != 0
+    assert f"make extract-postgres DATE={D2}" in result.stderr and f"make extract-csv DATE={D2}" in result.stderr
+    assert _loads(loaded, D2) == {}
+    assert loaded.sql("select nspname from pg_namespace where nspname = 'load_20240102'") == []
+    assert loaded.raw_snapshot(D1) == before
+
+
+def test_gate_refuses_when_only_one_task_succeeded(loaded: Project) -> None:
+    loaded.make("extract-csv", f"DATE={D2}", check=True)
+    result = loaded.make("load", f"DATE={D2}")
+    assert result.returncode != 0
+    assert f"make extract-postgres DATE={D2}" in result.stderr
+    assert f"make extract-csv DATE={D2}" not in result.stderr.split("resume:")[0].split("cause:")[1]
+    assert _loads(loaded, D2) == {}
+
+
+def test_gate_refuses_a_file_altered_after_step1(loaded: Project) -> None:
+    loaded.make("extract-postgres", f"DATE={D3}", check=True)
+    loaded.make("extract-csv", f"DATE={D3}", check=True)
+    path = loaded.data_dir / f"postgres/orders/{D3}/orders.jsonl"
+    original = path.read_bytes()
+    path.write_bytes(original.replace(b"VINET", b"VINEX", 1))
+    try:
+        result = loaded.make("load", f"DATE={D3}")
+        assert result.returncode != 0
+        assert "changed after extract-postgres wrote it" in result.stderr
+        assert f"make extract-postgres DATE={D3}" in result.stderr
+        assert _loads(loaded, D3) == {}
+        path.unlink()  # deleted is refused too
+        result = loaded.make("load", f"DATE={D3}")
+        assert result.returncode != 0 and "is missing" in result.stderr
+    finally:
+        path.write_bytes(original)
+
+
+def test_reload_and_other_days_leave_a_day_identical(loaded: Project) -> None:
+    before = loaded.raw_snapshot(D1)
+    loaded.make("load", f"DATE={D1}", check=True)
+    assert loaded.raw_snapshot(D1) == before
+    loaded.make("extract-postgres", f"DATE={D2}", check=True)
+    loaded.make("load", f"DATE={D2}", check=True)
+    assert loaded.raw_snapshot(D1) == before
+    assert _loads(loaded, D2)["orders"] == 830
+
+
+def test_load_works_with_the_source_database_unreachable(loaded: Project) -> None:
+    result = loaded.make("load", f"DATE={D1}", env={"SOURCE_PG_PORT": "1", "SOURCE_PG_PASSWORD": "wrong"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_load_killed_mid_commit_leaves_the_day_intact(loaded: Project) -> None:
+    before = loaded.raw_snapshot(D1)
+    result = loaded.make("load", f"DATE={D1}", env={"NWELT_FAULT": "commit-load"})
+    assert result.returncode != 0
+    assert "FAILED: step load" in result.stderr
+    assert loaded.raw_snapshot(D1) == before
+    loaded.make("load", f"DATE={D1}", check=True)
+    assert loaded.raw_snapshot(D1) == before
+
+
+def test_reconciliation_mismatch_fails_and_keeps_the_day(loaded: Project, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A duplicate key in the file makes target-postgres upsert: fewer rows arrive than recorded."""
+    day = "2024-01-04"
+    bad = tmp_path / "order_details.csv"
+    shutil.copyfile(loaded.settings.source_dir / "order_details.csv", bad)
+    with bad.open("a") as handle:
+        handle.write("10248,11,14,12,0\n")
+    loaded.make("extract-postgres", f"DATE={day}", check=True)
+    loaded.make("extract-csv", f"DATE={day}", check=True, env={"ORDER_DETAILS_CSV": str(bad)})
+    result = loaded.make("load", f"DATE={day}")
+    assert result.returncode != 0
+    assert "reconciliation failed for order_details" in result.stderr
+    assert _loads(loaded, day) == {}
