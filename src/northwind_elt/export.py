@@ -93,7 +93,7 @@ def export(settings: Settings, day: dt.date) -> int:
             building.mkdir(parents=True)
             try:
                 rows = _write(cursor, building / csv_path.name, building / json_path.name)
-                faults.point("export")  # files written, not yet published
+                faults.point("export", day)  # files written, not yet published
                 replace_dir(building, csv_path.parent)
             finally:
                 shutil.rmtree(building, ignore_errors=True)

@@ -12,6 +12,7 @@ import os
 import signal
 
 
-def point(name: str) -> None:
-    if os.environ.get("NWELT_FAULT") == name:
+def point(name: str, day: object = None) -> None:
+    """Die here if NWELT_FAULT is `name` or `name@<day>` (to fail one day of a backfill)."""
+    if os.environ.get("NWELT_FAULT") in (name, f"{name}@{day}"):
         os.kill(os.getpid(), signal.SIGKILL)

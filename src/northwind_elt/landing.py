@@ -104,7 +104,7 @@ class Landing:
         for stream in sorted(streams, key=lambda s: s["tap_stream_id"]):
             table = table_name(stream["stream"])
             tables[table] = self._publish_table(source, day, table, stream, staging)
-            faults.point(f"publish-{source.name}")  # some tables replaced, marker not yet written
+            faults.point(f"publish-{source.name}", day)  # some tables replaced, marker not yet written
         write_json(marker, {"day": day.isoformat(), "source": source.name, "step": source.step, "tables": tables})
         shutil.rmtree(staging, ignore_errors=True)
         return tables

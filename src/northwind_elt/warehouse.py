@@ -107,7 +107,7 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
                 (day, table, rows),
             )
             counts[table] = rows
-            faults.point("commit-load")  # mid-transaction: some tables replaced, not committed
+            faults.point("commit-load", day)  # mid-transaction: some tables replaced, not committed
         conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(load)))
     return counts
 

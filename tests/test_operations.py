@@ -1,0 +1,119 @@
+"""Operations: the run ledger, `make status`, resume commands, SIGKILL, backfill, one writer a day."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import ROOT, Project
+
+DAY = "2024-02-01"
+
+
+def _status_rows(output: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\s+(extract-postgres|extract-csv|load|transform|export)\s+(\S+(?: run)?)", output, re.M)}
+
+
+def test_status_after_a_complete_day(project: Project) -> None:
+    project.make("pipeline", f"DATE={DAY}", check=True)
+    result = project.make("status", f"DATE={DAY}")
+    assert result.returncode == 0, result.stdout
+    assert set(_status_rows(result.stdout).values()) == {"succeeded"}
+    assert "complete" in result.stdout
+    ledger = sqlite3.connect(project.data_dir / "ledger.sqlite")
+    rows = ledger.execute("select step, outcome, rows_json, rerun from runs where day = ? order by started_at", (DAY,)).fetchall()
+    assert {r[0] for r in rows} == {"extract-postgres", "extract-csv", "load", "transform", "export"}
+    assert all(r[1] == "succeeded" and r[3].startswith("make ") for r in rows)
+    assert '"orders": 830' in next(r[2] for r in rows if r[0] == "extract-postgres")
+
+
+def test_unreadable_csv_status_and_printed_commands_complete_the_day(project: Project, tmp_path: Path) -> None:
+    day = "2024-02-02"
+    unreadable = tmp_path / "order_details.csv"
+    unreadable.mkdir()  # a folder where the file should be: unreadable as a CSV, even for root
+    result = project.make("pipeline", f"DATE={day}", env={"ORDER_DETAILS_CSV": str(unreadable)})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    tail = lines[lines.index(f"FAILED: step extract-csv for {day}"):]
+    assert len(tail) <= 7  # the block is the end of the output (then make's own one-line note)
+    assert "cannot read the CSV file" in tail[1] and str(unreadable) in tail[1]
+    assert tail[2].strip().startswith("log:") and Path(tail[2].split("log:")[1].strip()).exists()
+    assert tail[3].strip() == f"resume: make extract-csv DATE={day}"
+    assert tail[4].strip() == f"then:   make pipeline DATE={day} STEP=load"
+
+    status = project.make("status", f"DATE={day}")
+    assert status.returncode != 0
+    assert _status_rows(status.stdout) == {
+        "extract-postgres": "succeeded", "extract-csv": "failed", "load": "not run", "transform": "not run", "export": "not run",
+    }
+    commands = re.findall(r"(?:next|then): (make .+)$", status.stdout, re.M)
+    assert commands[0] == f"make extract-csv DATE={day}"
+    for command in commands:  # the file is fixed (the default CSV): run what status printed
+        project.run(*command.split(), check=True)
+    assert project.make("status", f"DATE={day}").returncode == 0
+
+
+def test_sigkilled_step_is_reported_interrupted_and_rerun_completes(project: Project) -> None:
+    day = "2024-02-03"
+    env = {**os.environ, **project.env}
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "extract-postgres", f"DATE={day}"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    ledger = project.data_dir / "ledger.sqlite"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if ledger.exists() and sqlite3.connect(ledger).execute(
+            "select count(*) from runs where day = ? and outcome = 'running'", (day,)
+        ).fetchone()[0]:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)  # mid-run: Meltano is extracting
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    status = project.make("status", f"DATE={day}")
+    assert _status_rows(status.stdout)["extract-postgres"] == "interrupted"
+    assert not (project.data_dir / "postgres" / "_manifests" / f"{day}.json").exists()
+    project.make("pipeline", f"DATE={day}", check=True)
+    assert project.make("status", f"DATE={day}").returncode == 0
+
+
+def test_backfill_goes_past_a_failed_day(project: Project) -> None:
+    result = project.make(
+        "backfill", "START=2024-01-01", "END=2024-01-07", env={"NWELT_FAULT": "export@2024-01-04"}
+    )
+    assert result.returncode != 0
+    summary = result.stdout.split("status of 2024-01-01 .. 2024-01-07:")[1]
+    days = re.split(r"^day ", summary, flags=re.M)[1:]
+    assert len(days) == 7
+    complete = [d.split()[0] for d in days if "complete" in d]
+    assert complete == ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-05", "2024-01-06", "2024-01-07"]
+    failed = next(d for d in days if d.startswith("2024-01-04"))
+    assert "next: make export DATE=2024-01-04" in failed
+    for day in complete:
+        assert (project.data_dir / "output" / day / "orders_details.json").exists()
+    assert not (project.data_dir / "output" / "2024-01-04").exists()
+
+
+def test_two_pipelines_for_one_day_never_interleave(project: Project) -> None:
+    day = "2024-02-04"
+    env = {**os.environ, **project.env}
+    first = subprocess.Popen(["make", "--no-print-directory", "pipeline", f"DATE={day}"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    second = project.make("pipeline", f"DATE={day}")
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert second.returncode != 0
+    assert f"day {day} is busy" in second.stderr and "held by pid" in second.stderr
+    assert project.make("status", f"DATE={day}").returncode == 0
+    # different days do proceed side by side
+    other = subprocess.Popen(["make", "--no-print-directory", "extract-csv", "DATE=2024-02-05"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    project.make("extract-csv", "DATE=2024-02-06", check=True)
+    assert other.wait(timeout=300) == 0
