@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 
 import pytest
@@ -118,16 +120,38 @@ def test_load_killed_mid_commit_leaves_the_day_intact(loaded: Project) -> None:
     assert loaded.raw_snapshot(D1) == before
 
 
-def test_reconciliation_mismatch_fails_and_keeps_the_day(loaded: Project, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A duplicate key in the file makes target-postgres upsert: fewer rows arrive than recorded."""
-    day = "2024-01-04"
+def test_duplicate_key_is_refused_at_extract_and_keeps_the_good_day(loaded: Project, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Policy: a duplicate (order_id, product_id) rejects the day; the earlier good files stay."""
+    before = loaded.day_files(D1, "csv")
     bad = tmp_path / "order_details.csv"
     shutil.copyfile(loaded.settings.source_dir / "order_details.csv", bad)
     with bad.open("a") as handle:
         handle.write("10248,11,14,12,0\n")
-    loaded.make("extract-postgres", f"DATE={day}", check=True)
-    loaded.make("extract-csv", f"DATE={day}", check=True, env={"ORDER_DETAILS_CSV": str(bad)})
+    result = loaded.make("extract-csv", f"DATE={D1}", env={"ORDER_DETAILS_CSV": str(bad)})
+    assert result.returncode != 0
+    assert "duplicate key (order_id=10248, product_id=11)" in result.stderr
+    assert loaded.day_files(D1, "csv") == before
+
+
+def test_reconciliation_mismatch_fails_and_keeps_the_day(loaded: Project) -> None:
+    """Files that pass the gate (consistent checksums) but whose rows collapse on load: the
+    warehouse receives fewer rows than step 1 recorded, and nothing is committed."""
+    day = "2024-01-04"
+    for step in ("extract-postgres", "extract-csv"):
+        loaded.make(step, f"DATE={day}", check=True)
+    folder = loaded.data_dir / f"postgres/orders/{day}"
+    path = folder / "orders.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[0], *lines]))  # a duplicated record, re-signed below
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    entry = {"rows": len(lines) + 1, "sha256": digest}
+    for name in ("_manifest.json", "_SUCCESS"):
+        (folder / name).write_text(json.dumps({**json.loads((folder / name).read_text()), **entry}))
+    marker = loaded.data_dir / f"postgres/_manifests/{day}.json"
+    content = json.loads(marker.read_text())
+    content["tables"]["orders"] = entry
+    marker.write_text(json.dumps(content))
     result = loaded.make("load", f"DATE={day}")
     assert result.returncode != 0
-    assert "reconciliation failed for order_details" in result.stderr
+    assert f"reconciliation failed for orders on {day}: the warehouse received 830 rows, extract-postgres recorded 831" in result.stderr
     assert _loads(loaded, day) == {}

@@ -8,9 +8,10 @@
                                                     task with its rows and SHA-256, written last
 
 target-jsonl writes into DATA_DIR/.staging/{tap namespace}/{D}/ (it appends and drops SCHEMA
-messages); `publish` turns that into the layout above: each table folder is assembled beside
-its final place and renamed into it, and the task marker is removed first and rewritten last,
-so a crash leaves either no marker (step 2 refuses) or a complete, consistent day.
+messages); `publish` turns that into the layout above: every table folder is assembled and checked
+beside its final place first; then the task marker is removed, the folders are renamed in, and
+the marker is rewritten last, so a crash leaves either no marker (step 2 refuses) or a
+complete, consistent day, and an error before the swap leaves the previous day untouched.
 Nothing here holds a timestamp or run id, so a rerun of a day writes byte-identical files.
 """
 
@@ -98,36 +99,43 @@ class Landing:
         streams = [s for s in catalog.get("streams", []) if _selected(s)]
         if not streams:
             raise PublishError(f"the {source.tap} catalog lists no streams: check the source and rerun {source.rerun(day)}")
-        marker = self.task_marker(source, day)
-        marker.unlink(missing_ok=True)  # invalidate first: a crash from here on leaves no marker
+        built: list[tuple[Path, Path]] = []  # (building folder, final folder)
         tables: dict[str, dict[str, Any]] = {}
-        for stream in sorted(streams, key=lambda s: s["tap_stream_id"]):
-            table = table_name(stream["stream"])
-            tables[table] = self._publish_table(source, day, table, stream, staging)
-            faults.point(f"publish-{source.name}", day)  # some tables replaced, marker not yet written
-        write_json(marker, {"day": day.isoformat(), "source": source.name, "step": source.step, "tables": tables})
+        try:
+            # 1. build and check every table folder beside its final place; nothing is replaced yet,
+            #    so an error here (a duplicate key, a full disk) leaves the previous day intact
+            for stream in sorted(streams, key=lambda s: s["tap_stream_id"]):
+                table = table_name(stream["stream"])
+                final = self.day_dir(source, table, day)
+                building = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.building")
+                built.append((building, final))
+                tables[table] = self._build_table(source, day, table, stream, staging / f"{stream['stream']}.jsonl", building)
+            # 2. swap: invalidate the marker, rename each folder in, write the marker last
+            marker = self.task_marker(source, day)
+            marker.unlink(missing_ok=True)
+            for building, final in built:
+                replace_dir(building, final)
+                faults.point(f"publish-{source.name}", day)  # some tables replaced, marker not yet written
+            write_json(marker, {"day": day.isoformat(), "source": source.name, "step": source.step, "tables": tables})
+        finally:
+            for building, _ in built:
+                shutil.rmtree(building, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         return tables
 
-    def _publish_table(
-        self, source: Source, day: dt.date, table: str, stream: dict[str, Any], staging: Path
+    def _build_table(
+        self, source: Source, day: dt.date, table: str, stream: dict[str, Any], staged: Path, building: Path
     ) -> dict[str, Any]:
         keys = list(stream.get("key_properties") or _metadata_keys(stream))
-        staged = staging / f"{stream['stream']}.jsonl"
-        final = self.day_dir(source, table, day)
-        building = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.building")
         building.mkdir(parents=True)
-        try:
-            target = building / f"{table}.jsonl"
-            rows, digest, size = _write_sorted(staged, target, keys, building)
-            entry = {"rows": rows, "sha256": digest}
-            schema = {"stream": table, "key_properties": keys, "schema": stream["schema"]}
-            write_json(building / "_schema.json", schema, sort_keys=False)  # column order matters
-            write_json(building / "_manifest.json", {"table": table, "file": target.name, "bytes": size, **entry})
-            write_json(building / "_SUCCESS", entry)
-            replace_dir(building, final)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
+        target = building / f"{table}.jsonl"
+        what = f"{source.step} {table} for {day}"
+        rows, digest, size = _write_sorted(staged, target, keys, building, what)
+        entry = {"rows": rows, "sha256": digest}
+        schema = {"stream": table, "key_properties": keys, "schema": stream["schema"]}
+        write_json(building / "_schema.json", schema, sort_keys=False)  # column order matters
+        write_json(building / "_manifest.json", {"table": table, "file": target.name, "bytes": size, **entry})
+        write_json(building / "_SUCCESS", entry)
         return entry
 
     # -- the gate (read by step 2 and by status) ---------------------------------------------
@@ -208,9 +216,11 @@ def _count_and_hash(path: Path) -> tuple[int, str]:
 
 
 def _sort_key(keys: list[str]):  # type: ignore[no-untyped-def]
+    """Order by the key values (typed, nulls last), then by the whole line: a total order."""
+
     def key(line: bytes) -> tuple[Any, ...]:
         if not keys:
-            return (line,)
+            return ((), line)
         record = json.loads(line, parse_float=Decimal)
         values = tuple((record.get(k) is None, record.get(k) if record.get(k) is not None else 0) for k in keys)
         return (values, line)
@@ -244,9 +254,12 @@ def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path) -> Iter
             run.unlink(missing_ok=True)
 
 
-def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path) -> tuple[int, str, int]:
+def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path, what: str) -> tuple[int, str, int]:
+    """Write `staged` sorted into `target`; refuse duplicate keys (they would be merged on load)."""
     digest = hashlib.sha256()
     rows = size = 0
+    key = _sort_key(keys)
+    previous: tuple[Any, ...] | None = None
 
     def lines() -> Iterator[bytes]:
         if not staged.exists():  # target-jsonl writes no file for a stream without records
@@ -257,14 +270,20 @@ def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path) ->
 
     with atomic_path(target) as tmp, tmp.open("wb") as out:
         for line in _sorted_runs(lines(), keys, scratch):
+            if keys:
+                current = key(line)[0]
+                if current == previous:
+                    shown = ", ".join(f"{k}={v[1]}" for k, v in zip(keys, current))
+                    raise PublishError(
+                        f"{what}: duplicate key ({shown}); a day must hold each key once "
+                        "(policy: the day is rejected, nothing is published): fix the source and rerun"
+                    )
+                previous = current
             out.write(line)
             digest.update(line)
             rows += 1
             size += len(line)
     return rows, digest.hexdigest(), size
-
-
-__all__ = ["GateError", "Landing", "PublishError", "SOURCES", "Source", "dumps", "table_name"]
 
 
 def load_schema_name(day: dt.date) -> str:
