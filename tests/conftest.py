@@ -95,7 +95,7 @@ def new_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Project:
     db = EmbeddedPostgres(settings)
     with db.admin() as conn:
         conn.execute(f'drop database if exists "{warehouse}" with (force)')
-    db.provision()  # creates the (empty) warehouse database for this module
+    db.provision(sync_passwords=False)  # creates the (empty) warehouse database for this module
     return project
 
 

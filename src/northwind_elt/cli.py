@@ -130,7 +130,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     if settings.embedded:
         from .database import EmbeddedPostgres
 
-        EmbeddedPostgres(settings).up()
+        EmbeddedPostgres(settings).up(sync_passwords=False)
     generated = subprocess.run([meltano_exe(), "invoke", "dbt-postgres:docs-generate"], cwd=settings.root, env=env)
     if generated.returncode or args.generate_only:
         return generated.returncode

@@ -160,14 +160,17 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             raise RuntimeError(f"pg_ctl stop failed: {result.stderr.strip()}")
 
-    def up(self) -> None:
-        """Initialise, start, create roles and databases, seed the source once. Safe to repeat."""
+    def up(self, sync_passwords: bool = True) -> None:
+        """Initialise, start, create roles and databases, seed the source once. Safe to repeat.
+
+        `make db-up` also resets the roles' passwords to the configured ones (after editing
+        .env); the steps do not, so a wrong password in a step's environment stays wrong."""
         self.init()
         self.start()
-        self.provision()
+        self.provision(sync_passwords)
 
     # -- contents --------------------------------------------------------------------------
-    def provision(self) -> None:
+    def provision(self, sync_passwords: bool = True) -> None:
         src, wh = self.settings.source, self.settings.warehouse
         for conn in (src, wh):
             if not conn.password:
@@ -175,6 +178,8 @@ class EmbeddedPostgres:
         with self.admin() as db:
             for role, password in ((src.user, src.password), (wh.user, wh.password)):
                 exists = db.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
+                if exists and not sync_passwords:
+                    continue
                 verb = "alter" if exists else "create"
                 db.execute(
                     sql.SQL(verb + " role {} login password {}").format(sql.Identifier(role), sql.Literal(password))

@@ -179,7 +179,7 @@ def execute(
     if settings.embedded:
         from .database import EmbeddedPostgres
 
-        EmbeddedPostgres(settings).up()
+        EmbeddedPostgres(settings).up(sync_passwords=False)
     if "extract-csv" in steps and settings.csv_path == settings.source_dir / "order_details.csv":
         from . import sourcedata
 
