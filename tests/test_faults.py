@@ -1,0 +1,209 @@
+"""Fault injection on real components. Each case checks the same promises:
+
+(a) no step reports a success it did not earn, (b) nothing landed, loaded or exported is partial,
+(c) earlier good days are untouched, (d) the error names the step and the cause, (e) rerunning the
+printed command completes the day with results byte-identical to a clean run.
+
+SIGKILL faults use the fault points of `northwind_elt.faults` (inside the writes) or kill the
+whole process group mid-run; disk faults use a real tmpfs that is full or read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, Project
+
+GOOD = "2024-03-01"  # a complete day that no fault may touch
+DAY = "2024-03-02"  # the day the faults hit
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*")) if p.is_file() and "/." not in f"/{p.relative_to(folder)}"
+    }
+
+
+def _day_state(project: Project, day: str) -> dict[str, object]:
+    """Everything a day left behind: landed files, raw rows, mart rows, result files."""
+    mart = project.sql("select to_regclass('marts.orders_details') is not null")[0][0]
+    return {
+        "landed": project.day_files(day),
+        "raw": project.raw_snapshot(day),
+        "mart": project.sql("select * from marts.orders_details where snapshot_date = %s order by 2, 3", (day,)) if mart else [],
+        "output": _tree(project.data_dir / "output" / day) if (project.data_dir / "output" / day).exists() else {},
+    }
+
+
+@pytest.fixture(scope="module")
+def clean(project: Project) -> dict[str, object]:
+    """Two clean days; DAY's state is the reference every recovered run must reproduce."""
+    project.make("pipeline", f"DATE={GOOD}", check=True)
+    project.make("pipeline", f"DATE={DAY}", check=True)
+    return {"good": _day_state(project, GOOD), "day": _day_state(project, DAY)}
+
+
+def _status(project: Project, day: str) -> dict[str, str]:
+    output = project.make("status", f"DATE={day}").stdout
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\s+(extract-postgres|extract-csv|load|transform|export)\s+(\S+)", output, re.M)}
+
+
+def _recover(project: Project, result: subprocess.CompletedProcess[str], clean: dict[str, object]) -> None:
+    """Run the commands the failure printed; the day must end as the clean run left it."""
+    commands = re.findall(r"^\s+(?:resume|then):\s+(make .+)$", result.stderr, re.M)
+    assert commands, result.stderr
+    for command in commands:
+        project.run(*command.split(), check=True)
+    assert _status(project, DAY) == dict.fromkeys(["extract-postgres", "extract-csv", "load", "transform", "export"], "succeeded")
+    assert _day_state(project, DAY) == clean["day"]
+    assert _day_state(project, GOOD) == clean["good"]
+
+
+@pytest.mark.parametrize(
+    ("step", "fault"),
+    [
+        ("extract-postgres", "publish-postgres"),  # after the first table folder is swapped in
+        ("extract-csv", "publish-csv"),
+        ("load", "commit-load"),  # inside the commit transaction
+        ("export", "export"),  # files written, not yet renamed into place
+    ],
+)
+def test_sigkill_mid_write(project: Project, clean: dict[str, object], step: str, fault: str) -> None:
+    result = project.make(step, f"DATE={DAY}", env={"NWELT_FAULT": fault})
+    assert result.returncode != 0
+    assert f"FAILED: step {step} for {DAY}" in result.stderr  # (d)
+    assert _status(project, DAY)[step] == "failed"  # (a)
+    if step.startswith("extract-"):
+        source = step.removeprefix("extract-")
+        assert not (project.data_dir / source / "_manifests" / f"{DAY}.json").exists()  # no marker: (b)
+        refused = project.make("load", f"DATE={DAY}")
+        assert refused.returncode != 0 and f"make {step} DATE={DAY}" in refused.stderr
+    else:
+        state = _day_state(project, DAY)
+        assert state["raw"] == clean["day"]["raw"] and state["output"] == clean["day"]["output"]  # (b)
+    assert _day_state(project, GOOD) == clean["good"]  # (c)
+    _recover(project, result, clean)  # (e)
+
+
+def test_sigkill_mid_transform(project: Project, clean: dict[str, object]) -> None:
+    env = {**os.environ, **project.env}
+    process = subprocess.Popen(["make", "--no-print-directory", "transform", f"DATE={DAY}"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    logs = project.data_dir / "logs" / DAY
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        newest = max(logs.glob("transform-*.log"), key=lambda p: p.stat().st_mtime, default=None)
+        if newest and "orders_details" in newest.read_text(errors="ignore"):
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert _status(project, DAY)["transform"] in ("interrupted", "succeeded")
+    assert _day_state(project, DAY)["mart"] == clean["day"]["mart"]  # old day or new day, never half
+    project.make("pipeline", f"DATE={DAY}", "STEP=transform", check=True)
+    assert _day_state(project, DAY) == clean["day"]
+
+
+def test_source_refusing_the_password(project: Project, clean: dict[str, object]) -> None:
+    result = project.make("extract-postgres", f"DATE={DAY}", env={"SOURCE_PG_PASSWORD": "not-the-password"})
+    assert result.returncode != 0
+    assert "password authentication failed for user" in result.stderr
+    assert _day_state(project, DAY) == clean["day"]
+    _recover(project, result, clean)
+
+
+@pytest.mark.parametrize("step", ["load", "transform", "export"])
+def test_warehouse_down(project: Project, clean: dict[str, object], step: str) -> None:
+    result = project.make(step, f"DATE={DAY}", env={"WAREHOUSE_PG_PORT": "1"})
+    assert result.returncode != 0
+    cause = result.stderr.split("cause:")[1].splitlines()[0]
+    assert "127.0.0.1" in cause and ("port 1" in cause or ":1/" in cause), cause
+    assert _day_state(project, DAY) == clean["day"]
+    _recover(project, result, clean)
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, size_kib: int, readonly: bool = False) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("disk-fault tests need root to mount a tmpfs")
+        pytest.skip("disk-fault tests need root to mount a tmpfs")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)], check=True)
+    try:
+        if readonly:
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_disk_full_during_step1(project: Project, clean: dict[str, object]) -> None:
+    with _tmpfs(project.data_dir / ".staging", 64):
+        result = project.make("extract-postgres", f"DATE={DAY}")
+    assert result.returncode != 0
+    assert "No space left on device" in result.stderr
+    assert _day_state(project, DAY) == clean["day"]
+    _recover(project, result, clean)
+
+
+def test_readonly_data_folder_during_step1(project: Project, clean: dict[str, object]) -> None:
+    with _tmpfs(project.data_dir / ".staging", 1024, readonly=True):
+        result = project.make("extract-csv", f"DATE={DAY}")
+    assert result.returncode != 0
+    assert "Read-only file system" in result.stderr
+    assert _day_state(project, DAY) == clean["day"]
+    _recover(project, result, clean)
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["disk-full", "read-only"])
+def test_disk_fault_during_export(project: Project, clean: dict[str, object], readonly: bool) -> None:
+    output = project.data_dir / "output"
+    saved = {p: p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    size = sum(len(b) for b in saved.values())
+    with _tmpfs(output, size // 1024 + 64, readonly=False):
+        for path, content in saved.items():  # the earlier results, on the small disk
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        if readonly:
+            subprocess.run(["mount", "-o", "remount,ro", str(output)], check=True)
+        result = project.make("export", f"DATE={DAY}")
+        assert result.returncode != 0
+        assert ("Read-only file system" if readonly else "No space left on device") in result.stderr
+        assert _tree(output / DAY) == clean["day"]["output"]
+        assert _tree(output / GOOD) == clean["good"]["output"]
+    for path, content in saved.items():  # back on the real disk
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    _recover(project, result, clean)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "edited", "deleted"])
+def test_landed_file_damaged_after_step1(project: Project, clean: dict[str, object], damage: str) -> None:
+    path = project.data_dir / f"csv/order_details/{DAY}/order_details.jsonl"
+    original = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(original[: len(original) // 2])
+    elif damage == "edited":
+        path.write_bytes(original.replace(b'"quantity": 12', b'"quantity": 13', 1))
+    else:
+        path.unlink()
+    result = project.make("load", f"DATE={DAY}")
+    assert result.returncode != 0
+    assert f"make extract-csv DATE={DAY}" in result.stderr
+    assert _day_state(project, DAY)["raw"] == clean["day"]["raw"]
+    project.make("extract-csv", f"DATE={DAY}", check=True)
+    assert path.read_bytes() == original
+    project.make("pipeline", f"DATE={DAY}", "STEP=load", check=True)
+    assert _day_state(project, DAY) == clean["day"]
