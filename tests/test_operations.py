@@ -91,10 +91,11 @@ def test_backfill_goes_past_a_failed_day(project: Project) -> None:
     summary = result.stdout.split("status of 2024-01-01 .. 2024-01-07:")[1]
     days = re.split(r"^day ", summary, flags=re.M)[1:]
     assert len(days) == 7
-    complete = [d.split()[0] for d in days if "complete" in d]
+    complete = [d.split()[0] for d in days if re.search(r"^\s+complete$", d, re.M)]
     assert complete == ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-05", "2024-01-06", "2024-01-07"]
     failed = next(d for d in days if d.startswith("2024-01-04"))
     assert "next: make export DATE=2024-01-04" in failed
+    assert "stopped without an error message (killed or crashed?)" in failed
     for day in complete:
         assert (project.data_dir / "output" / day / "orders_details.json").exists()
     assert not (project.data_dir / "output" / "2024-01-04").exists()

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from . import faults
 from .atomic import replace_dir
+from .ledger import Ledger
 from .settings import Settings
 from .warehouse import LoadError, connect
 
@@ -77,6 +78,11 @@ def export(settings: Settings, day: dt.date) -> int:
         conn = connect(settings)
     except LoadError as exc:
         raise ExportError(str(exc)) from None
+    last = Ledger(settings.data_dir).latest(day).get("transform")
+    if last is not None and last.outcome != "succeeded":
+        raise ExportError(
+            f"the last transform of {day} {last.outcome} (its rows are untested): run make transform DATE={day} first"
+        )
     with conn:
         if not _mart_exists(conn) or mart_rows(settings, day) == 0:
             raise ExportError(

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ create table if not exists runs (
     error text,
     rerun text not null,
     log_path text,
-    pid integer not null,
+    pid text not null,
     host text not null
 );
 create index if not exists runs_day_step on runs (day, step, started_at);
@@ -64,16 +65,37 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _alive(pid: int, host: str) -> bool:
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from /proc, or None if there is no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], fields[19]
+
+
+def _identity(pid: int) -> str:
+    stat = _proc_stat(pid)
+    return f"{pid}:{stat[1]}" if stat else str(pid)
+
+
+def _alive(identity: str, host: str) -> bool:
+    """Is the process that wrote a `running` row still running? (not gone, not a zombie,
+    and its pid not reused by another process since)"""
     if host != socket.gethostname():
         return True  # cannot tell from here: trust the row
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    pid_s, _, started = identity.partition(":")
+    stat = _proc_stat(int(pid_s))
+    if stat is None:
+        try:
+            os.kill(int(pid_s), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not Path("/proc/self/stat").exists()
+    state, start = stat
+    return state != "Z" and (not started or start == started)
 
 
 class Ledger:
@@ -83,9 +105,17 @@ class Ledger:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("pragma journal_mode=wal")
-        conn.executescript(SCHEMA)
-        return conn
+        for _ in range(100):  # switching to WAL ignores the busy timeout: retry while another opens it
+            try:
+                if conn.execute("pragma journal_mode").fetchone()[0] != "wal":
+                    conn.execute("pragma journal_mode=wal")
+                conn.executescript(SCHEMA)
+                return conn
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                time.sleep(0.05)
+        raise sqlite3.OperationalError(f"the run ledger {self.path} stays locked")
 
     def begin(self, day: dt.date, step: str, rerun: str, log_path: Path | None) -> str:
         run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -93,7 +123,7 @@ class Ledger:
             conn.execute(
                 "insert into runs (run_id, day, step, started_at, outcome, rerun, log_path, pid, host)"
                 " values (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                (run_id, day.isoformat(), step, _now(), rerun, str(log_path) if log_path else None, os.getpid(), socket.gethostname()),
+                (run_id, day.isoformat(), step, _now(), rerun, str(log_path) if log_path else None, _identity(os.getpid()), socket.gethostname()),
             )
         return run_id
 
@@ -116,7 +146,7 @@ class Ledger:
             ).fetchall()
         latest: dict[str, Run] = {}
         for run_id, day_s, step, started, ended, outcome, rows_json, error, rerun, log_path, pid, host in rows:
-            if outcome == "running" and not _alive(pid, host):
+            if outcome == "running" and not _alive(str(pid), host):
                 outcome = "interrupted"
                 error = error or "the process ended without recording an outcome (killed?)"
             latest[step] = Run(

@@ -1,7 +1,7 @@
 """One writer per day: advisory `flock` locks on what a step writes and reads.
 
 Each day has one lock file per resource (the postgres landing, the csv landing, the warehouse,
-the output). A step takes exclusive locks on what it writes and shared locks on what it reads,
+the output); dbt has one for all days, since every build rewrites the same staging views. A step takes exclusive locks on what it writes and shared locks on what it reads,
 so the two extract tasks of a day can run in parallel while two runs of the same step, or a
 load and an extract of the same day, never interleave. The kernel releases a `flock` when its
 holder dies, even by SIGKILL, so a killed run never leaves a stale lock behind; child
@@ -26,9 +26,13 @@ STEP_LOCKS: dict[str, dict[str, str]] = {
     "extract-postgres": {"postgres": EXCLUSIVE},
     "extract-csv": {"csv": EXCLUSIVE},
     "load": {"postgres": SHARED, "csv": SHARED, "warehouse": EXCLUSIVE},
-    "transform": {"warehouse": EXCLUSIVE},
+    "transform": {"warehouse": EXCLUSIVE, "dbt": EXCLUSIVE},
     "export": {"warehouse": SHARED, "output": EXCLUSIVE},
 }
+
+
+# resources shared by all days: dbt rebuilds the same staging views and target/ for any day
+GLOBAL = {"dbt"}
 
 
 class LockBusy(Exception):
@@ -52,7 +56,7 @@ def hold(data_dir: Path, day: dt.date, steps: list[str], wait_seconds: float = 0
     with ExitStack() as stack:
         fds: list[int] = []
         for resource, mode in sorted(locks_for(steps).items()):  # fixed order: no deadlock
-            path = folder / f"{resource}.lock"
+            path = (folder.parent if resource in GLOBAL else folder) / f"{resource}.lock"
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             stack.callback(os.close, fd)
             _acquire(fd, path, mode, day, wait_seconds)
@@ -73,7 +77,10 @@ def _acquire(fd: int, path: Path, mode: str, day: dt.date, wait_seconds: float) 
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise LockBusy(f"day {day} is busy: {path.stem} is held by {_holder(path)}; wait for it to finish and rerun") from None
+                what = f"the {path.stem} project (all days)" if path.parent.name == ".locks" else f"{path.stem} of {day}"
+                raise LockBusy(
+                    f"day {day} is busy: {what} is held by {_holder(path)}; wait for it to finish and rerun"
+                ) from None
             time.sleep(0.5)
 
 

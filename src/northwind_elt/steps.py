@@ -24,7 +24,7 @@ from .settings import Settings, meltano_exe
 # lines of a Meltano run worth showing live (the full output is in the log file)
 PROGRESS = re.compile(
     r"(committed \S+: \d+ rows|exported \d+ rows|"
-    r"METRIC: .*\"record_count\".*|\d+ of \d+ (OK|PASS|ERROR|FAIL)\b.*|Completed successfully|Done\. PASS=.*)"
+    r"METRIC: .*\"record_count\".*|\d+ of \d+ (OK created|ERROR|FAIL)\b.*|Done\. PASS=.*)"
 )
 # lines that state a cause, most specific first
 CAUSES = [
@@ -33,6 +33,7 @@ CAUSES = [
     re.compile(r"\b(connection to server .+|password authentication failed.+|No space left on device.*|Permission denied.*)"),
     re.compile(r"\b((?:Failure|Error) in (?:test|model) .+)"),
     re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.+)"),
+    re.compile(r"^(Error while parsing YAML file: .+|Another '.+' pipeline is already running.*)"),
 ]
 
 
@@ -63,15 +64,15 @@ class StepResult:
     log_path: Path | None = None
 
 
-def find_cause(log_text: str) -> str:
+def find_cause(log_text: str, step: str) -> str:
+    """The sentence that says why a step failed, picked from its full log."""
     lines = [re.sub(r"^\S+Z \[\w+\s*\] \S+\s+", "", line).strip() for line in log_text.splitlines()]
     for pattern in CAUSES:
         for line in reversed(lines):
             match = pattern.search(line)
             if match:
                 return (match.group(match.lastindex or 0) if pattern.groups else match.group(0)).strip()[:500]
-    tail = [line for line in lines if line][-1:] or ["no output"]
-    return tail[0][:500]
+    return f"the Meltano job {step} stopped without an error message (killed or crashed?); see the log"
 
 
 def step_rows(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
@@ -106,7 +107,10 @@ def run_step(settings: Settings, step: str, day: dt.date, lock_fds: list[int], q
     started = time.monotonic()
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [meltano_exe(), "run", step],
+            # --force: our per-day locks decide who may run, not Meltano's job table (a killed
+            # run would block the job for minutes); --no-state-update: every run is a full,
+            # stateless extract; --refresh-catalog: rediscover, so schema drift is seen.
+            [meltano_exe(), "run", "--force", "--no-state-update", "--refresh-catalog", step],
             cwd=settings.root,
             env=env,
             stdout=subprocess.PIPE,
@@ -131,7 +135,7 @@ def run_step(settings: Settings, step: str, day: dt.date, lock_fds: list[int], q
             ledger.finish(run_id, "succeeded", rows)
             return StepResult(step, day, True, seconds, rows, log_path=log_path)
     else:
-        cause = find_cause(log_path.read_text(errors="replace"))
+        cause = find_cause(log_path.read_text(errors="replace"), step)
     ledger.finish(run_id, "failed", error=cause)
     return StepResult(step, day, False, seconds, cause=cause, log_path=log_path)
 

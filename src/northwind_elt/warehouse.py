@@ -109,6 +109,10 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
             counts[table] = rows
             faults.point("commit-load", day)  # mid-transaction: some tables replaced, not committed
         conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(load)))
+    with connect(settings) as conn:  # fresh statistics, or the planner assumes the new day is empty
+        conn.autocommit = True
+        for table in counts:
+            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(RAW, table)))
     return counts
 
 

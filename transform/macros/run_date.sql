@@ -1,0 +1,52 @@
+{#
+    The day a dbt command works on: the variable `run_date` (YYYY-MM-DD), required.
+
+    Through Meltano it comes from RUN_DATE (transformers.meltano.yml passes
+    --vars '{"run_date": "${RUN_DATE}"}'); by hand:
+        dbt build --vars '{"run_date": "2024-01-01"}'
+
+    run_date()          the day as a 'YYYY-MM-DD' string (for Jinja)
+    run_date_literal()  the day as a SQL literal: '2024-01-01'::date
+#}
+{% macro run_date() -%}
+    {#- While dbt parses the project (execute is false) the day is not needed: `dbt ls`,
+        `dbt parse` and `dbt docs serve` work without it. -#}
+    {%- if not execute -%}
+        {{- return('1970-01-01') -}}
+    {%- endif -%}
+    {%- set value = var('run_date', none) -%}
+    {%- if value is none or (value | string | trim) == '' -%}
+        {{ exceptions.raise_compiler_error(
+            "The variable run_date is not set: pass the day to build, e.g. "
+            ~ "dbt build --vars '{\"run_date\": \"2024-01-01\"}' "
+            ~ "(through Meltano: RUN_DATE=2024-01-01 meltano run transform)"
+        ) }}
+    {%- endif -%}
+    {%- set text = value | string | trim -%}
+    {%- set not_a_date = "The variable run_date is " ~ (text | tojson)
+            ~ ", not a date: use the form YYYY-MM-DD, e.g. 2024-01-01" -%}
+    {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', text) -%}
+        {{ exceptions.raise_compiler_error(not_a_date) }}
+    {%- endif -%}
+    {#- the form is right; is it a day of the calendar (no 2024-02-30)? -#}
+    {%- set year, month, day = text.split('-') | map('int') | list -%}
+    {%- set leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 -%}
+    {%- set month_days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] -%}
+    {%- if month < 1 or month > 12 or day < 1 or day > month_days[month - 1] -%}
+        {{ exceptions.raise_compiler_error(not_a_date) }}
+    {%- endif -%}
+    {{- return(text) -}}
+{%- endmacro %}
+
+{% macro run_date_literal() -%}
+    '{{ run_date() }}'::date
+{%- endmacro %}
+
+{#
+    Runs first in every `dbt build/run/test` (on-run-start in dbt_project.yml): a missing or
+    malformed run_date stops the command with one clear error before any model is touched,
+    instead of one error per model and test.
+#}
+{% macro check_run_date() -%}
+    select {{ run_date_literal() }} as run_date
+{%- endmacro %}
