@@ -97,7 +97,12 @@ def step_rows(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
 
 
 def run_step(settings: Settings, step: str, day: dt.date, lock_fds: list[int], quiet: bool = False) -> StepResult:
-    """Run one step's Meltano job for `day` (the caller holds the locks)."""
+    """Run one step's Meltano job for `day` (the caller holds the day's locks)."""
+    with locks.hold_project(settings.root, step, day) as project_fds:
+        return _run_step(settings, step, day, lock_fds + project_fds, quiet)
+
+
+def _run_step(settings: Settings, step: str, day: dt.date, lock_fds: list[int], quiet: bool) -> StepResult:
     ledger = Ledger(settings.data_dir)
     log_dir = settings.data_dir / "logs" / day.isoformat()
     log_dir.mkdir(parents=True, exist_ok=True)
