@@ -87,15 +87,21 @@ def database() -> None:
     subprocess.run(["make", "--no-print-directory", "db-up"], cwd=ROOT, check=True, capture_output=True)
 
 
-def new_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Project:
+def new_project(tmp_path_factory: pytest.TempPathFactory, name: str, source_database: str | None = None) -> Project:
+    """A fresh DATA_DIR and a fresh warehouse database (and optionally a private, freshly seeded
+    copy of the source database, for tests that change the source)."""
     data_dir = tmp_path_factory.mktemp(f"data-{name}")
     warehouse = f"warehouse_test_{name}"
-    project = Project(data_dir, {"DATA_DIR": str(data_dir), "WAREHOUSE_PG_DATABASE": warehouse})
-    settings = project.settings
-    db = EmbeddedPostgres(settings)
+    env = {"DATA_DIR": str(data_dir), "WAREHOUSE_PG_DATABASE": warehouse}
+    if source_database:
+        env["SOURCE_PG_DATABASE"] = source_database
+    project = Project(data_dir, env)
+    db = EmbeddedPostgres(project.settings)
     with db.admin() as conn:
-        conn.execute(f'drop database if exists "{warehouse}" with (force)')
-    db.provision(sync_passwords=False)  # creates the (empty) warehouse database for this module
+        for database in (warehouse, source_database):
+            if database:
+                conn.execute(f'drop database if exists "{database}" with (force)')
+    db.provision(sync_passwords=False)  # creates (and seeds) the databases of this project
     return project
 
 

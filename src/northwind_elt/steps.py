@@ -23,7 +23,7 @@ from .settings import Settings, meltano_exe
 
 # lines of a Meltano run worth showing live (the full output is in the log file)
 PROGRESS = re.compile(
-    r"(committed \S+: \d+ rows|exported \d+ rows|"
+    r"(committed \S+: \d+ rows|exported \d+ rows|schema change in .+|"
     r"METRIC: .*\"record_count\".*|\d+ of \d+ (OK created|ERROR|FAIL)\b.*|Done\. PASS=.*)"
 )
 # lines that state a cause, most specific first

@@ -89,7 +89,8 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
                     f"check {info['dir']} and rerun {source.rerun(day)} then {rerun}"
                 )
             keys = landing.schema(source, table, day)["key_properties"]
-            _ensure_raw_table(conn, table, staged, keys, day)
+            for change in _ensure_raw_table(conn, table, staged, keys, day):
+                print(change)
             target = sql.Identifier(RAW, table)
             names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged)
             conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,))
@@ -116,11 +117,12 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
     return counts
 
 
-def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column], keys: list[str], day: dt.date) -> None:
+def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column], keys: list[str], day: dt.date) -> list[str]:
     """Create raw.<table> like the load table, or widen it when a day brings new columns.
 
-    Allowed drift: new columns (added, earlier days read NULL) and dropped columns (this day
-    reads NULL). Refused: a column whose type changed (the message names it).
+    Allowed drift, reported: new columns (added; earlier days read NULL) and dropped columns
+    (this day reads NULL). Refused: a column whose type changed (the message names it).
+    Returns the schema changes, one sentence each.
     """
     existing = {c.name: c.type for c in _columns(conn, RAW, table)}
     target = sql.Identifier(RAW, table)
@@ -130,16 +132,23 @@ def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column]
         ]
         key = sql.SQL(", ").join(sql.Identifier(k) for k in ["snapshot_date", *keys])
         conn.execute(sql.SQL("create table {} ({}, primary key ({}))").format(target, sql.SQL(", ").join(definitions), key))
-        return
+        return []
+    changes = []
     for column in staged:
         if column.name not in existing:
             conn.execute(sql.SQL("alter table {} add column {} {}").format(target, sql.Identifier(column.name), sql.SQL(column.type)))
+            changes.append(f"schema change in {RAW}.{table} on {day}: new column {column.name} ({column.type}); earlier days read NULL")
         elif existing[column.name] != column.type:
             raise LoadError(
                 f"schema drift in {table} on {day}: column {column.name} is {column.type} in the landed files "
                 f"but {existing[column.name]} in {RAW}.{table} (earlier days); a type change is not applied "
-                f"automatically: migrate {RAW}.{table} by hand or restore the source type, then rerun make load"
+                f"automatically: migrate {RAW}.{table} by hand or restore the source type, then rerun make load DATE={day}"
             )
+    staged_names = {c.name for c in staged}
+    for name in existing:
+        if name != "snapshot_date" and name not in staged_names:
+            changes.append(f"schema change in {RAW}.{table} on {day}: column {name} is gone from the source; this day reads NULL")
+    return changes
 
 
 def loaded_days(settings: Settings) -> set[dt.date]:

@@ -1,0 +1,138 @@
+"""Bad input in order_details.csv, through the real pipeline.
+
+Policy (README, "Bad input"): the file is either accepted exactly, or the day is rejected with a
+message naming the file, the line and the column; nothing is quarantined and no earlier good day
+is touched. The CSV tap checks shape and types; publishing checks duplicate keys; dbt tests
+check values and references (negative quantity, empty price, an order that does not exist).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Project
+
+BASE = "2024-04-01"
+HEADER = "order_id,product_id,unit_price,quantity,discount"
+
+
+@pytest.fixture(scope="module")
+def base(project: Project) -> Project:
+    project.make("extract-csv", f"DATE={BASE}", check=True)
+    return project
+
+
+@pytest.fixture()
+def real_lines(base: Project) -> list[str]:
+    return (base.settings.source_dir / "order_details.csv").read_text().splitlines()
+
+
+def _extract(project: Project, path: Path, day: str = "2024-04-02") -> subprocess.CompletedProcess[str]:
+    return project.make("extract-csv", f"DATE={day}", env={"ORDER_DETAILS_CSV": str(path)})
+
+
+def _landed(project: Project, day: str = "2024-04-02") -> bytes:
+    return (project.data_dir / f"csv/order_details/{day}/order_details.jsonl").read_bytes()
+
+
+REJECTED = {
+    # kind: (how to break the real file, what the message must say)
+    "wrong-column-count": (lambda ls: [*ls[:5], "10249,14,18.6,9", *ls[6:]], "line 6: found 4 values but the header has 5 columns"),
+    "missing-header": (lambda ls: ls[1:], "line 1: header ['10248', '11', '14', '12', '0'] does not match the configured columns"),
+    "non-numeric-quantity": (lambda ls: [*ls[:3], "10249,14,18.6,nine,0", *ls[4:]], "line 4, column quantity: 'nine' is not an integer"),
+    "comma-inside-a-number": (lambda ls: [*ls[:3], '10249,14,"18,6",9,0', *ls[4:]], "line 4, column unit_price: '18,6' is not a decimal"),
+    "empty-file": (lambda ls: [], "the file is empty"),
+    "renamed-header-column": (
+        lambda ls: ["order_id,product_id,price,quantity,discount", *ls[1:]],
+        "(missing columns ['unit_price']; unexpected columns ['price'])",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REJECTED))
+def test_rejected_with_file_line_and_column(base: Project, real_lines: list[str], tmp_path: Path, kind: str) -> None:
+    before = base.day_files(BASE, "csv")
+    breaker, message = REJECTED[kind]
+    path = tmp_path / "order_details.csv"
+    path.write_text("\n".join(breaker(real_lines)) + ("\n" if breaker(real_lines) else ""))
+    result = _extract(base, path, BASE)
+    assert result.returncode != 0
+    assert "FAILED: step extract-csv" in result.stderr
+    assert str(path) in result.stderr and message in result.stderr, result.stderr
+    assert base.day_files(BASE, "csv") == before  # the good day is untouched
+
+
+def test_non_utf8_bytes_rejected_with_line(base: Project, real_lines: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "order_details.csv"
+    path.write_bytes(("\n".join(real_lines[:9]) + "\n").encode() + b"10251,22,16.8,6,0\xff\n")
+    result = _extract(base, path)
+    assert result.returncode != 0
+    assert f"{path} line 10: byte offset" in result.stderr and "is not valid UTF-8" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["crlf", "bom", "quoted", "reordered-header"])
+def test_accepted_variants_land_identically(base: Project, real_lines: list[str], tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "order_details.csv"
+    if kind == "crlf":
+        path.write_bytes(("\r\n".join(real_lines) + "\r\n").encode())
+    elif kind == "bom":
+        path.write_bytes(b"\xef\xbb\xbf" + ("\n".join(real_lines) + "\n").encode())
+    elif kind == "quoted":
+        path.write_text("\n".join(",".join(f'"{v}"' for v in line.split(",")) for line in real_lines) + "\n")
+    else:
+        order = [4, 3, 2, 1, 0]
+        path.write_text("\n".join(",".join(line.split(",")[i] for i in order) for line in real_lines) + "\n")
+    day = f"2024-04-1{['crlf', 'bom', 'quoted', 'reordered-header'].index(kind)}"
+    result = _extract(base, path, day)
+    assert result.returncode == 0, result.stderr
+    assert _landed(base, day) == (base.data_dir / f"csv/order_details/{BASE}/order_details.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("kind", "edit", "failing_test"),
+    [
+        ("negative-quantity", ("10248,11,14,12,0", "10248,11,14,-12,0"), "quantity_positive"),
+        ("empty-price", ("10248,11,14,12,0", "10248,11,,12,0"), "not_null_stg_northwind__order_details_unit_price"),
+        ("order-without-order", ("10248,11,14,12,0", "99999,11,14,12,0"), "order_id_in_orders_same_day"),
+    ],
+)
+def test_bad_values_pass_extract_and_fail_transform_naming_the_test(
+    base: Project, real_lines: list[str], tmp_path: Path, kind: str, edit: tuple[str, str], failing_test: str
+) -> None:
+    day = {"negative-quantity": "2024-04-21", "empty-price": "2024-04-22", "order-without-order": "2024-04-23"}[kind]
+    path = tmp_path / "order_details.csv"
+    path.write_text("\n".join(edit[1] if line == edit[0] else line for line in real_lines) + "\n")
+    base.make("extract-postgres", f"DATE={day}", check=True)
+    assert _extract(base, path, day).returncode == 0
+    base.make("load", f"DATE={day}", check=True)
+    result = base.make("transform", f"DATE={day}")
+    assert result.returncode != 0
+    assert failing_test in result.stderr, result.stderr
+    refused = base.make("export", f"DATE={day}")
+    assert refused.returncode != 0 and f"make transform DATE={day}" in refused.stderr
+
+
+def test_huge_file_streams_with_flat_memory(base: Project, real_lines: list[str], tmp_path: Path) -> None:
+    """~215k rows (100 copies with shifted order ids): accepted, counted, memory bounded."""
+    path = tmp_path / "order_details.csv"
+    with path.open("w") as out:
+        out.write(HEADER + "\n")
+        for copy in range(100):
+            for line in real_lines[1:]:
+                order_id, rest = line.split(",", 1)
+                out.write(f"{int(order_id) + copy * 100000},{rest}\n")
+    probe = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    )
+    result = base.run(sys.executable, "-c", probe, "make", "--no-print-directory", "extract-csv", "DATE=2024-04-30",
+                      env={"ORDER_DETAILS_CSV": str(path)})
+    assert result.returncode == 0, result.stderr
+    peak_mib = int(result.stdout.strip().splitlines()[-1]) / 1024
+    rows = sum(1 for _ in (base.data_dir / "csv/order_details/2024-04-30/order_details.jsonl").open("rb"))
+    assert rows == 215500
+    assert peak_mib < 400, f"peak RSS of one process {peak_mib:.0f} MiB"

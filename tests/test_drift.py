@@ -1,0 +1,71 @@
+"""Schema drift between days and awkward identifiers, on a private copy of the source database.
+
+Policy (README, "Schema drift"): a new column is added to the raw table (earlier days read NULL)
+and reported; a dropped column reads NULL for the new day and is reported; a changed type is
+refused by the load with a message naming table and column, leaving every loaded day as it was.
+A changed CSV header is refused by extract-csv (tests/test_csv_inputs.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import Project, new_project
+from northwind_elt.database import EmbeddedPostgres
+
+SOURCE_DB = "northwind_test_drift"
+
+
+@pytest.fixture(scope="module")
+def drift(tmp_path_factory: pytest.TempPathFactory, database: None) -> Project:
+    project = new_project(tmp_path_factory, "drift", source_database=SOURCE_DB)
+    project.make("pipeline", "DATE=2024-05-01", check=True)
+    return project
+
+
+def _source(project: Project, statement: str) -> None:
+    with EmbeddedPostgres(project.settings).admin(SOURCE_DB) as conn:
+        conn.execute(statement)
+
+
+def test_added_column_is_added_and_reported(drift: Project) -> None:
+    _source(drift, "alter table orders add column priority text default 'normal'")
+    result = drift.make("pipeline", "DATE=2024-05-02", check=True)
+    assert "schema change in raw.orders on 2024-05-02: new column priority (text); earlier days read NULL" in result.stdout
+    assert drift.sql("select snapshot_date::text, count(priority) from raw.orders group by 1 order by 1") == [
+        ("2024-05-01", 0), ("2024-05-02", 830)
+    ]
+
+
+def test_dropped_column_reads_null_and_is_reported(drift: Project) -> None:
+    _source(drift, "alter table shippers drop column phone")
+    result = drift.make("pipeline", "DATE=2024-05-03", check=True)
+    assert "schema change in raw.shippers on 2024-05-03: column phone is gone from the source" in result.stdout
+    assert drift.sql("select snapshot_date::text, count(phone) from raw.shippers group by 1 order by 1") == [
+        ("2024-05-01", 6), ("2024-05-02", 6), ("2024-05-03", 0)
+    ]
+
+
+def test_retyped_column_is_refused_by_the_load(drift: Project) -> None:
+    before = drift.raw_snapshot("2024-05-01")
+    _source(drift, "alter table products alter column units_in_stock type text")
+    try:
+        result = drift.make("pipeline", "DATE=2024-05-04")
+        assert result.returncode != 0
+        assert "FAILED: step load for 2024-05-04" in result.stderr
+        assert "schema drift in products on 2024-05-04: column units_in_stock is text in the landed files but bigint" in result.stderr
+        assert drift.sql("select count(*) from raw._loads where snapshot_date = '2024-05-04'") == [(0,)]
+        assert drift.raw_snapshot("2024-05-01") == before
+    finally:
+        _source(drift, "alter table products alter column units_in_stock type smallint using units_in_stock::smallint")
+    drift.make("pipeline", "DATE=2024-05-04", "STEP=extract-postgres", check=True)
+
+
+def test_awkward_identifiers_survive_the_pipeline(drift: Project) -> None:
+    _source(drift, 'create table "Order Notes" ("Note ID" integer primary key, "Text" text, "Author\'s ""Nick""" text)')
+    _source(drift, "insert into \"Order Notes\" values (1, 'first, \"quoted\"', 'ann'), (2, null, 'bob')")
+    drift.make("pipeline", "DATE=2024-05-05", check=True)
+    assert (drift.data_dir / "postgres" / "Order Notes" / "2024-05-05" / "Order Notes.jsonl").exists()
+    assert drift.sql('select "Note ID", "Text", "Author\'s ""Nick""" from raw."Order Notes" order by 1') == [
+        (1, 'first, "quoted"', "ann"), (2, None, "bob")
+    ]
