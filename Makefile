@@ -53,13 +53,36 @@ status: setup ## step outcomes for DATE (or the last DAYS days) and the command 
 backfill: setup ## run the pipeline for every day from START to END
 	@$(NWELT) backfill --start "$(START)" --end "$(END)"
 
-docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 8080)
+docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 8081)
 	@$(NWELT) docs
 
-test: setup ## run the whole test suite (real PostgreSQL, real Meltano and dbt)
+test: setup airflow-setup ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-clean: ## stop the database and remove local state (.venv, .meltano, .pg, data/ except source files)
+clean: ## stop the database and remove local state (.venv*, .meltano, .pg, .airflow, data/ except source files)
 	-@test -x $(NWELT) && $(NWELT) db down
-	rm -rf $(VENV) .meltano .pg transform/target transform/logs
+	rm -rf $(VENV) .venv-airflow .airflow .meltano .pg transform/target transform/logs
 	find data -mindepth 1 -maxdepth 1 ! -name source -exec rm -rf {} + 2>/dev/null || true
+
+# Airflow lives in its own venv (.venv-airflow) so its pins never meet the pipeline's.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.setup-done
+AIRFLOW_ENV := PATH="$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH" AIRFLOW_HOME=$(CURDIR)/.airflow \
+               AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/orchestrate/airflow/dags AIRFLOW__CORE__LOAD_EXAMPLES=False
+.PHONY: airflow-setup airflow
+
+airflow-setup: $(AIRFLOW_STAMP) ## create .venv-airflow with the pinned Airflow 3 (quick when done)
+
+$(AIRFLOW_STAMP): orchestrate/airflow/requirements.txt
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet uv==0.13.9
+	$(AIRFLOW_VENV)/bin/uv pip install --quiet --python $(AIRFLOW_VENV)/bin/python -r orchestrate/airflow/requirements.txt
+	touch $@
+
+airflow: setup airflow-setup ## Airflow UI + scheduler on http://localhost:8080 with the northwind_elt DAG (airflow standalone)
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow standalone
+
+SCALE ?= 1
+.PHONY: bench
+bench: setup ## benchmark every step on a scaled Northwind (SCALE=K, default 1) against raw PostgreSQL COPY
+	$(BIN)/python scripts/bench.py --scale $(SCALE) $(BENCH_ARGS)

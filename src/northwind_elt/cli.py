@@ -125,7 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     settings = _settings()
-    port = os.environ.get("DOCS_PORT") or settings.env.get("DOCS_PORT") or "8080"
+    port = os.environ.get("DOCS_PORT") or settings.env.get("DOCS_PORT") or "8081"
     env = settings.meltano_env() | {"RUN_DATE": dt.date.today().isoformat()}
     if settings.embedded:
         from .database import EmbeddedPostgres

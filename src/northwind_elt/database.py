@@ -8,6 +8,7 @@ runs as an unprivileged OS user, because initdb refuses root.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import pwd
@@ -165,9 +166,12 @@ class EmbeddedPostgres:
 
         `make db-up` also resets the roles' passwords to the configured ones (after editing
         .env); the steps do not, so a wrong password in a step's environment stays wrong."""
-        self.init()
-        self.start()
-        self.provision(sync_passwords)
+        self.home.mkdir(parents=True, exist_ok=True)
+        with (self.home / "up.lock").open("w") as lock:  # parallel steps start it only once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.init()
+            self.start()
+            self.provision(sync_passwords)
 
     # -- contents --------------------------------------------------------------------------
     def provision(self, sync_passwords: bool = True) -> None:

@@ -182,11 +182,14 @@ def ensure_env_file(root: Path = ROOT) -> bool:
     target = root / ".env"
     if target.exists():
         return False
+    port = os.environ.get("NWELT_PG_PORT")  # e.g. a second checkout on the same machine
     lines = []
     for line in (root / ".env.example").read_text().splitlines():
         name, sep, value = line.partition("=")
         if sep and name.endswith("PASSWORD") and not value:
             line = f"{name}={secrets.token_urlsafe(18)}"
+        elif sep and port and name.endswith("PG_PORT"):
+            line = f"{name}={port}"
         lines.append(line)
     tmp = target.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")

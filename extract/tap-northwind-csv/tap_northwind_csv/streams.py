@@ -201,7 +201,9 @@ class CsvFileStream(Stream):
                         f"{exc}; fix the row and {RERUN}"
                     )
                     raise CsvInputError(msg) from None
-            yield record
+            # the configured column order, whatever the header's: the output does not
+            # depend on how the file happens to order its columns
+            yield {name: record[name] for name in self.columns}
 
     def _check_header(self, header: list[str]) -> None:
         """The header must name exactly the configured columns, in any order."""
