@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+from json.encoder import encode_basestring  # json.dumps(str, ensure_ascii=False)
 import shutil
 import uuid
 from decimal import Decimal
@@ -62,15 +63,19 @@ def _text(value: Any) -> str:
 
 
 def _json(value: Any) -> str:
+    """One JSON value; numbers keep their exact decimal text (never through float)."""
+    kind = type(value)
     if value is None:
         return "null"
-    if isinstance(value, bool):
+    if kind is str:
+        return encode_basestring(value)
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, (int, Decimal)):
-        return str(value)  # exact: never through float
-    if isinstance(value, (dt.date, dt.datetime)):
-        return json.dumps(value.isoformat())
-    return json.dumps(value, ensure_ascii=False)
+    if kind is int or kind is Decimal:
+        return str(value)
+    if kind is dt.date or kind is dt.datetime:
+        return '"' + value.isoformat() + '"'
+    return json.dumps(value if isinstance(value, (list, dict, float)) else str(value), ensure_ascii=False)
 
 
 def export(settings: Settings, day: dt.date) -> int:
@@ -110,15 +115,16 @@ def _write(cursor: psycopg.Cursor, csv_file: Path, json_file: Path) -> int:
     rows = 0
     with csv_file.open("w", newline="", encoding="utf-8") as c, json_file.open("w", encoding="utf-8") as j:
         writer = csv.writer(c, lineterminator="\n")
-        names: list[str] | None = None
+        keys: list[str] | None = None
         j.write("[")
         for record in cursor:
-            if names is None:
+            if keys is None:
                 names = [d.name for d in cursor.description or []]
                 writer.writerow(names)
+                keys = [encode_basestring(n) + ": " for n in names]
             writer.writerow([_text(v) for v in record])
-            fields = ", ".join(f"{json.dumps(n)}: {_json(v)}" for n, v in zip(names, record))
-            j.write(("\n  " if rows == 0 else ",\n  ") + "{" + fields + "}")
+            fields = ", ".join([k + _json(v) for k, v in zip(keys, record)])
+            j.write(("\n  {" if rows == 0 else ",\n  {") + fields + "}")
             rows += 1
         j.write("\n]\n")
     return rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 from . import export as export_mod
@@ -41,6 +42,8 @@ def prepare_load(settings: Settings, day: dt.date) -> None:
 def commit_load(settings: Settings, day: dt.date) -> None:
     for table, rows in warehouse.commit(settings, day).items():
         print(f"committed raw.{table}/{day}: {rows} rows")
+    # the BATCH chunk files tap-landing cut for this day are no longer needed
+    shutil.rmtree(settings.data_dir / ".staging" / "tap_landing" / day.isoformat(), ignore_errors=True)
 
 
 def export(settings: Settings, day: dt.date) -> None:

@@ -4,12 +4,25 @@ Discovery runs the gate (`Landing.check_day`): unless both step-1 tasks succeede
 and their files still match what step 1 recorded, the tap fails before emitting anything, so
 no target can write. Each landed table becomes a stream named `load_<yyyymmdd>-<table>`, which
 target-postgres writes into the per-day load schema `load_<yyyymmdd>`.
+
+With `batch_rows` > 0 (the project's setting) the tap emits Singer SDK BATCH messages instead of
+one RECORD message per row: each points at an uncompressed JSONL file of at most `batch_rows`
+records (`file://` URL), which the target reads itself. A landed file that small is referenced
+directly; a bigger one (or one whose path needs URL escaping) is cut, byte for byte and never
+parsed, into chunk files under DATA_DIR/.staging/tap_landing/{D}/{hash of the table}/ (the target
+reads a whole batch file into memory, so the chunk size bounds its memory; `elt:commit-load`
+removes them). The files hold the landed records as they are, so values keep their exact decimal
+text (target-postgres parses numbers as Decimal). `batch_rows: 0`, or a DATA_DIR whose path
+needs URL escaping, replays RECORD messages (the plain Singer path).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import shutil
+import urllib.parse
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -17,16 +30,23 @@ from typing import Any
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, StorageTarget
 
 from northwind_elt.landing import Landing, Source, load_schema_name
+
+JSONL = BaseBatchFileEncoding(format="jsonl", compression=None)
 
 
 class LandedStream(Stream):
     """One landed table of one day, replayed line by line (never loaded whole)."""
 
-    def __init__(self, tap: Tap, source: Source, table: str, day: dt.date, landing: Landing) -> None:
+    def __init__(self, tap: Tap, source: Source, table: str, day: dt.date, landing: Landing, rows: int) -> None:
         stored = landing.schema(source, table, day)
         self.path = landing.records_file(source, table, day)
+        self.rows = rows
+        # a name without spaces or quotes: the SDK re-encodes batch URLs and cannot open such paths
+        safe = hashlib.sha1(table.encode()).hexdigest()[:12]
+        self.chunk_dir = landing.data_dir / ".staging" / "tap_landing" / day.isoformat() / safe
         super().__init__(tap, schema=stored["schema"], name=f"{load_schema_name(day)}-{table}")
         self.primary_keys = stored["key_properties"]
 
@@ -35,16 +55,55 @@ class LandedStream(Stream):
             for line in handle:
                 yield json.loads(line, parse_float=Decimal)
 
+    # -- BATCH messages ------------------------------------------------------------------------
+    def get_batch_config(self, config: Any) -> BatchConfig | None:
+        rows = int(config.get("batch_rows") or 0)
+        if rows <= 0 or not _url_safe(self.chunk_dir):
+            return None  # RECORD messages (the SDK's batch URLs break on such paths)
+        return BatchConfig(encoding=JSONL, storage=StorageTarget(root=self.chunk_dir.as_uri()), batch_size=rows)
+
+    def get_batches(self, batch_config: BatchConfig, context: Any = None) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        limit = batch_config.batch_size
+        shutil.rmtree(self.chunk_dir, ignore_errors=True)  # chunks of an earlier load of the day
+        if self.rows == 0:
+            return
+        if self.rows <= limit and _url_safe(self.path):
+            yield JSONL, [self.path.as_uri()]
+            return
+        self.chunk_dir.mkdir(parents=True)
+        with self.path.open("rb") as handle:
+            number = 0
+            while True:
+                lines = [line for _, line in zip(range(limit), handle)]
+                if not lines:
+                    break
+                chunk = self.chunk_dir / f"{number:05d}.jsonl"
+                chunk.write_bytes(b"".join(lines))
+                number += 1
+                yield JSONL, [chunk.as_uri()]
+
+
+def _url_safe(path: Path) -> bool:
+    """True when the path's file URL needs no percent-encoding (singer-sdk 0.54 re-encodes an
+    encoded URL and then looks for a folder literally named `a%20b`)."""
+    return urllib.parse.quote(str(path)) == str(path)
+
 
 class TapLanding(Tap):
     name = "tap-landing"
     config_jsonschema = th.PropertiesList(
         th.Property("data_dir", th.StringType, required=True, description="DATA_DIR of the landing layout"),
         th.Property("date", th.DateType, required=True, description="the day D to replay (YYYY-MM-DD)"),
+        th.Property(
+            "batch_rows",
+            th.IntegerType,
+            default=0,
+            description="emit BATCH messages of at most this many records (0: one RECORD message per row)",
+        ),
     ).to_dict()
 
     def discover_streams(self) -> list[Stream]:
         day = dt.date.fromisoformat(self.config["date"])
         landing = Landing(Path(self.config["data_dir"]))
         tables = landing.check_day(day)  # the gate: raises GateError naming what to rerun
-        return [LandedStream(self, source, table, day, landing) for (source, table) in tables]
+        return [LandedStream(self, source, table, day, landing, info["rows"]) for (source, table), info in tables.items()]
