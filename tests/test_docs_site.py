@@ -30,7 +30,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Project
 from northwind_elt import settings as settings_mod
 
 pytestmark = pytest.mark.slow
@@ -132,34 +132,19 @@ def _require_chromium() -> None:
     pytest.skip("chromium not installed: apt-get install chromium")
 
 
-def _meltano() -> str:
-    """The meltano of the interpreter running the tests (.venv/bin), else the one on PATH."""
-    return shutil.which("meltano", path=str(Path(sys.executable).parent)) or "meltano"
+@pytest.fixture(scope="module")
+def settings(project: Project) -> settings_mod.Settings:
+    return project.settings
 
 
 @pytest.fixture(scope="module")
-def settings() -> settings_mod.Settings:
-    return settings_mod.load()
-
-
-@pytest.fixture(scope="module")
-def docs_site(settings: settings_mod.Settings) -> Path:
-    """Generate the docs site like `make docs` does; return transform/target."""
-    if settings.embedded:
-        from northwind_elt.database import EmbeddedPostgres
-
-        EmbeddedPostgres(settings).up(sync_passwords=False)
-    env = settings.meltano_env() | {"RUN_DATE": "2024-01-01"}
-    generated = subprocess.run(
-        [_meltano(), "invoke", "dbt-postgres:docs-generate"],
-        cwd=settings.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def docs_site(project: Project, settings: settings_mod.Settings) -> Path:
+    """Build a day (so the warehouse holds every relation the catalog describes), then generate
+    the docs site as `make docs` does (`nwelt docs`, without serving it); return transform/target."""
+    project.make("pipeline", "DATE=2024-01-01", check=True)
+    generated = project.run(str(Path(sys.executable).with_name("nwelt")), "docs", "--generate-only")
     output = (generated.stdout + generated.stderr).strip().splitlines()
-    assert generated.returncode == 0, "docs-generate failed:\n" + "\n".join(output[-40:])
+    assert generated.returncode == 0, "docs generation failed:\n" + "\n".join(output[-40:])
     return settings.root / "transform" / "target"
 
 
