@@ -76,7 +76,7 @@ airflow-setup: $(AIRFLOW_STAMP) ## create .venv-airflow with the pinned Airflow 
 $(AIRFLOW_STAMP): orchestrate/airflow/requirements.txt
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet uv==0.13.9
-	$(AIRFLOW_VENV)/bin/uv pip install --quiet --python $(AIRFLOW_VENV)/bin/python -r orchestrate/airflow/requirements.txt
+	$(AIRFLOW_VENV)/bin/uv pip install --quiet --compile-bytecode --python $(AIRFLOW_VENV)/bin/python -r orchestrate/airflow/requirements.txt
 	touch $@
 
 airflow: setup airflow-setup ## Airflow UI + scheduler on http://localhost:8080 with the northwind_elt DAG (airflow standalone)
@@ -86,3 +86,8 @@ SCALE ?= 1
 .PHONY: bench
 bench: setup ## benchmark every step on a scaled Northwind (SCALE=K, default 1) against raw PostgreSQL COPY
 	$(BIN)/python scripts/bench.py --scale $(SCALE) $(BENCH_ARGS)
+
+.PHONY: bench-profile
+bench-profile: setup ## where one step's CPU time goes, per process (py-spy): STEP=extract-csv SCALE=K
+	$(BIN)/python -m pip install --quiet py-spy==0.4.3
+	$(BIN)/python scripts/bench_profile.py --scale $(SCALE) --step $(or $(STEP),extract-csv)

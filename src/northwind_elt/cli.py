@@ -25,7 +25,29 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     for name in sourcedata.FILES:
         print(f"source data: {sourcedata.ensure(settings, name)}")
-    return subprocess.run([meltano_exe(), "install"], cwd=settings.root, env=settings.meltano_env()).returncode
+    code = subprocess.run([meltano_exe(), "install"], cwd=settings.root, env=settings.meltano_env()).returncode
+    return code or compile_plugins(settings)
+
+
+def compile_plugins(settings: Settings) -> int:
+    """Write the bytecode (.pyc) of every plugin's virtualenv and of the project's own packages.
+
+    Meltano installs plugins with uv, which writes no bytecode, and where PYTHONDONTWRITEBYTECODE
+    is set Python never writes it either: every plugin start then compiles its imports from
+    source again (dbt: 3 s instead of 2; the Singer SDK plugins about 1 s each). Compiling once
+    here makes every run of every step start faster. Quick when already done.
+    """
+    folders = sorted(settings.root.glob(".meltano/*/*/venv"))
+    sources = [settings.root / "src", settings.root / "extract", settings.root / "load"]
+    for venv in folders:
+        python = venv / "bin" / "python"
+        lib = venv / "lib"
+        if python.exists() and lib.exists():
+            subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", str(lib)], stdout=subprocess.DEVNULL)
+    # the editable packages (this package, the two taps) are imported by the plugins' Pythons
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *map(str, sources)], stdout=subprocess.DEVNULL)
+    print(f"compiled the bytecode of {len(folders)} plugin environments")
+    return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -103,9 +125,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if not args.start or not args.end or end < start:
         raise ConfigError("backfill needs START=YYYY-MM-DD END=YYYY-MM-DD with START <= END")
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    for day in days:
-        print(f"\n=== {day} ===")
-        _run(settings, day, STEPS, args.wait)  # each day is independent: go on past a failure
+    from .steps import execute_days, print_summary, report_failure
+
+    print(f"backfill {start} .. {end}: {len(days)} days, as an assembly line: extract D+2 | load D+1 | transform + export D")
+    for results in execute_days(settings, days, args.wait):  # a failed day does not stop the others
+        print_summary(results)
+        failed = next((r for r in results if not r.ok), None)
+        if failed:
+            report_failure(failed)
     print(f"\nstatus of {start} .. {end}:")
     return print_days(settings, days)
 

@@ -215,38 +215,46 @@ def _count_and_hash(path: Path) -> tuple[int, str]:
     return rows, digest.hexdigest()
 
 
+_JSON = json.JSONDecoder(parse_float=Decimal)  # one decoder: json.loads(..., parse_float=) builds one per call
+
+
 def _sort_key(keys: list[str]):  # type: ignore[no-untyped-def]
-    """Order by the key values (typed, nulls last), then by the whole line: a total order."""
+    """Order by the key values (typed, nulls last), then by the whole line: a total order.
+
+    The key of a line is the tuple (key values, line): it ends with the line itself."""
 
     def key(line: bytes) -> tuple[Any, ...]:
         if not keys:
             return ((), line)
-        record = json.loads(line, parse_float=Decimal)
+        record = _JSON.decode(line.decode())
         values = tuple((record.get(k) is None, record.get(k) if record.get(k) is not None else 0) for k in keys)
         return (values, line)
 
     return key
 
 
-def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path) -> Iterator[bytes]:
-    """Sort lines by key with bounded memory: sorted runs of SORT_CHUNK_ROWS, spilled and merged."""
+def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path) -> Iterator[tuple[Any, bytes]]:
+    """Sort lines by key with bounded memory: sorted runs of SORT_CHUNK_ROWS, spilled and merged.
+
+    Yields (key values, line); each line is parsed once (and once more if its run was spilled)."""
     key = _sort_key(keys)
     runs: list[Path] = []
-    chunk: list[bytes] = []
+    chunk: list[tuple[Any, bytes]] = []
     for line in lines:
-        chunk.append(line)
+        chunk.append(key(line))
         if len(chunk) >= SORT_CHUNK_ROWS:
+            chunk.sort()
             run = Path(tempfile.mkstemp(dir=scratch, suffix=".run")[1])
-            run.write_bytes(b"".join(sorted(chunk, key=key)))
+            run.write_bytes(b"".join(line for _, line in chunk))
             runs.append(run)
             chunk = []
-    chunk.sort(key=key)
+    chunk.sort()
     if not runs:
         yield from chunk
         return
     handles = [run.open("rb") for run in runs]
     try:
-        yield from heapq.merge(*handles, iter(chunk), key=key)
+        yield from heapq.merge(*(map(key, handle) for handle in handles), iter(chunk))
     finally:
         for handle in handles:
             handle.close()
@@ -258,7 +266,6 @@ def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path, wh
     """Write `staged` sorted into `target`; refuse duplicate keys (they would be merged on load)."""
     digest = hashlib.sha256()
     rows = size = 0
-    key = _sort_key(keys)
     previous: tuple[Any, ...] | None = None
 
     def lines() -> Iterator[bytes]:
@@ -268,10 +275,9 @@ def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path, wh
             for line in handle:
                 yield line if line.endswith(b"\n") else line + b"\n"
 
-    with atomic_path(target) as tmp, tmp.open("wb") as out:
-        for line in _sorted_runs(lines(), keys, scratch):
+    with atomic_path(target) as tmp, tmp.open("wb", buffering=1 << 20) as out:
+        for current, line in _sorted_runs(lines(), keys, scratch):
             if keys:
-                current = key(line)[0]
                 if current == previous:
                     shown = ", ".join(f"{k}={v[1]}" for k, v in zip(keys, current))
                     raise PublishError(

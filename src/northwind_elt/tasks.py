@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+from . import catalogs
 from . import export as export_mod
 from . import warehouse
 from .landing import SOURCES, Landing, PublishError, Source
@@ -23,6 +24,9 @@ def catalog_path(settings: Settings, source: Source) -> Path:
 
 def stage(settings: Settings, source_name: str, day: dt.date) -> None:
     Landing(settings.data_dir).stage(SOURCES[source_name], day)
+    if source_name == "postgres":
+        kept = catalogs.refresh_if_schema_changed(settings, SOURCES[source_name].tap)
+        print("source schema unchanged: the cached catalog is used" if kept else "the catalog will be discovered")
 
 
 def publish(settings: Settings, source_name: str, day: dt.date) -> None:

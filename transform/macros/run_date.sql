@@ -1,9 +1,11 @@
 {#
-    The day a dbt command works on: the variable `run_date` (YYYY-MM-DD), required.
-
-    Through Meltano it comes from RUN_DATE (transformers.meltano.yml passes
-    --vars '{"run_date": "${RUN_DATE}"}'); by hand:
+    The day a dbt command works on (YYYY-MM-DD), required: the dbt variable `run_date` if given,
+    else the environment variable RUN_DATE (as Meltano's `transform` job passes it):
+        RUN_DATE=2024-01-01 dbt build
         dbt build --vars '{"run_date": "2024-01-01"}'
+
+    Both are read only while models and tests run, never while dbt parses the project: a new day
+    then leaves dbt's partial parsing valid (a changed `--vars` makes dbt re-parse everything).
 
     run_date()          the day as a 'YYYY-MM-DD' string (for Jinja)
     run_date_literal()  the day as a SQL literal: '2024-01-01'::date
@@ -15,15 +17,19 @@
         {{- return('1970-01-01') -}}
     {%- endif -%}
     {%- set value = var('run_date', none) -%}
+    {%- set name = "The variable run_date" -%}
     {%- if value is none or (value | string | trim) == '' -%}
+        {%- set value = env_var('RUN_DATE', '') -%}
+        {%- set name = "RUN_DATE" -%}
+    {%- endif -%}
+    {%- if (value | string | trim) == '' -%}
         {{ exceptions.raise_compiler_error(
-            "The variable run_date is not set: pass the day to build, e.g. "
-            ~ "dbt build --vars '{\"run_date\": \"2024-01-01\"}' "
-            ~ "(through Meltano: RUN_DATE=2024-01-01 meltano run transform)"
+            "The day to build is not set: RUN_DATE=2024-01-01 meltano run transform, "
+            ~ "or RUN_DATE=2024-01-01 dbt build, or dbt build --vars '{\"run_date\": \"2024-01-01\"}'"
         ) }}
     {%- endif -%}
     {%- set text = value | string | trim -%}
-    {%- set not_a_date = "The variable run_date is " ~ (text | tojson)
+    {%- set not_a_date = name ~ " is " ~ (text | tojson)
             ~ ", not a date: use the form YYYY-MM-DD, e.g. 2024-01-01" -%}
     {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', text) -%}
         {{ exceptions.raise_compiler_error(not_a_date) }}

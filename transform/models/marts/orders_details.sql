@@ -1,4 +1,4 @@
--- orders_details: one row per order line of the day var('run_date'), with everything the order
+-- orders_details: one row per order line of the day run_date() (RUN_DATE), with everything the order
 -- line refers to (its order, product, customer, employee and shipper) spelled out.
 --
 -- Built one day at a time. The table holds every day built so far; building day D deletes the

@@ -1,0 +1,70 @@
+"""Rediscover the source's catalog only when the source's schema changed.
+
+tap-postgres discovery (a second start of the tap, plus reflection of every table) is the
+largest fixed cost of step 1 on a small day. Meltano caches a discovered catalog in
+`.meltano/run/tap-postgres/tap.properties.json` and reuses it while the plugin's config is
+unchanged, but it cannot know when the source's tables change. So, before the tap runs,
+`elt:stage-postgres` takes a fingerprint of the source's schema (tables, columns, types,
+nullability, primary keys: one catalog query, milliseconds) and removes the cached catalog when
+the fingerprint differs from the one the cache was made under. Meltano then discovers again and
+schema drift is seen exactly as with a discovery on every run.
+
+If the fingerprint cannot be taken (source unreachable) the cached catalog is removed too: the
+tap's discovery then fails with its own, clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import psycopg
+
+from .settings import Settings
+
+FINGERPRINT_SQL = """
+select n.nspname, c.relname, c.relkind, a.attnum, a.attname,
+       format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       coalesce((select array_agg(k order by k) from unnest(i.indkey) k), '{}') as primary_key
+from pg_attribute a
+join pg_class c on c.oid = a.attrelid
+join pg_namespace n on n.oid = c.relnamespace
+left join pg_index i on i.indrelid = c.oid and i.indisprimary
+where c.relkind in ('r', 'p', 'v', 'm', 'f')
+  and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%'
+  and a.attnum > 0 and not a.attisdropped
+order by 1, 2, 4
+"""
+
+
+def run_dir(settings: Settings, tap: str) -> Path:
+    """Where Meltano keeps the catalog a tap last ran with."""
+    return settings.root / ".meltano" / "run" / tap
+
+
+def source_fingerprint(settings: Settings) -> str | None:
+    """A hash of the source schema as discovery sees it, or None if the source cannot be read."""
+    try:
+        with psycopg.connect(settings.source.conninfo()) as conn:
+            rows = conn.execute(FINGERPRINT_SQL).fetchall()
+    except psycopg.Error:
+        return None
+    target = settings.source.describe()
+    return hashlib.sha256(repr((target, rows)).encode()).hexdigest()
+
+
+def refresh_if_schema_changed(settings: Settings, tap: str = "tap-postgres") -> bool:
+    """Remove the tap's cached catalog unless it was discovered under today's source schema.
+
+    Returns True if the cached catalog was kept."""
+    folder = run_dir(settings, tap)
+    marker = folder / "source-schema.sha256"
+    fingerprint = source_fingerprint(settings)
+    kept = fingerprint is not None and marker.exists() and marker.read_text() == fingerprint
+    if not kept:
+        for name in ("tap.properties.json", "tap.properties.cache_key", marker.name):
+            (folder / name).unlink(missing_ok=True)
+        if fingerprint is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            marker.write_text(fingerprint)
+    return kept
