@@ -127,7 +127,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     from .steps import execute_days, print_summary, report_failure
 
-    print(f"backfill {start} .. {end}: {len(days)} days, as an assembly line: extract D+2 | load D+1 | transform + export D")
+    print(f"backfill {start} .. {end}: {len(days)} days, as an assembly line: extract D+3 | load D+2 | transform D+1 | export D")
     for results in execute_days(settings, days, args.wait):  # a failed day does not stop the others
         print_summary(results)
         failed = next((r for r in results if not r.ok), None)

@@ -213,7 +213,7 @@ def execute(
 
 
 # A backfill runs days through these stages like an assembly line (see execute_days).
-STAGES = [["extract-postgres", "extract-csv"], ["load"], ["transform", "export"]]
+STAGES = [["extract-postgres", "extract-csv"], ["load"], ["transform"], ["export"]]
 
 
 def execute_days(
@@ -221,8 +221,8 @@ def execute_days(
 ) -> Iterator[list[StepResult]]:
     """Run the whole pipeline for each of `days`, yielding each day's results in day order.
 
-    The days go through STAGES like an assembly line: while day N transforms and exports, day
-    N+1 loads and day N+2 is extracted. Stages of one day stay in order (each under the day's
+    The days go through STAGES like an assembly line: while day N exports, day N+1 transforms,
+    day N+2 loads and day N+3 is extracted. Stages of one day stay in order (each under the day's
     locks); two stages never use the same plugin, so they never wait for each other's project
     locks. With start-up bound steps this keeps both cores busy. A failed day does not stop the
     others: its later stages are skipped and its results say what failed and how to resume.
