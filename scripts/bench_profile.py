@@ -2,7 +2,7 @@
 """Profile one pipeline step with py-spy and print where its CPU time goes, per process.
 
     .venv/bin/python scripts/bench_profile.py --scale 100 --step extract-csv
-    .venv/bin/python scripts/bench_profile.py --scale 1 --step transform      # start-up costs
+    .venv/bin/python scripts/bench_profile.py --scale 1 --step pipeline       # a whole small day
 
 Runs `nwelt run <step>` on the scaled source of scripts/bench.py (built first if missing) under
 `py-spy record --subprocesses` (every Python process of the step: Meltano, the tap, the target,
@@ -36,7 +36,7 @@ def process_name(frame: str) -> str:
     """`process 123:"/x/venv/bin/python /x/venv/bin/target-jsonl --config ..."` -> `target-jsonl`."""
     command = frame.split(":", 1)[1].strip('"')
     if not command:  # py-spy may not read the command line of the process it started
-        return "nwelt run (the step runner)"
+        return "nwelt (the step runner)"
     words = [Path(w).name for w in command.split() if not w.startswith("-")]
     if words and words[0].startswith("python"):
         words = words[1:]
@@ -49,7 +49,7 @@ def process_name(frame: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, required=True)
-    parser.add_argument("--step", choices=STEPS, required=True)
+    parser.add_argument("--step", choices=[*STEPS, "pipeline"], required=True, help="a step, or the whole pipeline of a day")
     parser.add_argument("--date", default="2024-01-01")
     parser.add_argument("--top", type=int, default=8, help="functions shown per process")
     args = parser.parse_args()
@@ -72,7 +72,8 @@ def main() -> int:
     started = time.monotonic()
     subprocess.run(
         [spy, "record", "--subprocesses", "--format", "raw", "--rate", str(RATE), "--output", str(folded),
-         "--", str(ROOT / ".venv" / "bin" / "nwelt"), "run", args.step, "--date", args.date],
+         "--", str(ROOT / ".venv" / "bin" / "nwelt"),
+         *(["pipeline"] if args.step == "pipeline" else ["run", args.step]), "--date", args.date],
         cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
     )
     wall = time.monotonic() - started

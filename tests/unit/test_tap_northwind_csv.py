@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -311,3 +313,53 @@ def test_cli_exits_non_zero_and_reports_on_stderr(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"{path} line 3, column quantity: 'abc' is not an integer" in result.stderr
     assert '"order_id":10248,"product_id":11' in result.stdout  # row 2 was already emitted
+
+
+def test_writer_writes_every_byte_when_the_output_takes_part_of_a_block() -> None:
+    """With PYTHONUNBUFFERED, stdout's binary layer is the raw file: a write may take only part
+    of a block (a full pipe, a signal). The writer must loop, or a record line is cut."""
+    from tap_northwind_csv.writer import _write_all
+
+    class Trickle:  # a raw file that takes at most 7 bytes per call
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def write(self, view: memoryview) -> int:
+            chunk = bytes(view[:7])
+            self.data += chunk
+            return len(chunk)
+
+    payload = bytearray(b'{"type":"RECORD","record":{"a":1}}\n' * 300)
+    out = Trickle()
+    _write_all(out, payload)  # type: ignore[arg-type]
+    assert bytes(out.data) == bytes(payload)
+
+
+def test_tap_output_through_a_slow_pipe_is_complete(tmp_path: Path) -> None:
+    """Run the tap as Meltano does (stdout a pipe, PYTHONUNBUFFERED=1) with a reader slower than
+    the tap: every line must be whole JSON, and all rows must arrive."""
+    rows = 30_000
+    csv_file = tmp_path / "big.csv"
+    csv_file.write_text("order_id,product_id,unit_price,quantity,discount\n"
+                        + "".join(f"{i},{i % 77 + 1},{i % 100}.25,{i % 9 + 1},0.05\n" for i in range(rows)))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"files": [{
+        "stream": "order_details", "path": str(csv_file), "key_properties": ["order_id", "product_id"],
+        "columns": {"order_id": "integer", "product_id": "integer", "unit_price": "decimal",
+                    "quantity": "integer", "discount": "decimal"},
+    }]}))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "tap_northwind_csv.tap", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert process.stdout is not None
+    records = 0
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            break
+        message = json.loads(line)  # a cut line would not parse
+        records += message["type"] == "RECORD"
+        if records % 5000 == 0:
+            time.sleep(0.05)  # let the pipe fill up
+    assert process.wait() == 0
+    assert records == rows

@@ -11,7 +11,9 @@ messages and their order are unchanged.
 from __future__ import annotations
 
 import atexit
+import select
 import sys
+import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib.encoding.simple import Message, SingerMessageType
@@ -38,10 +40,22 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             if self._pending:
                 out = getattr(sys.stdout, "buffer", None)
                 if out is not None:
-                    out.write(self._pending)
+                    _write_all(out, self._pending)
                 else:
                     sys.stdout.write(self._pending.decode())
                 self._pending.clear()
             sys.stdout.flush()
         except (OSError, ValueError):  # stdout already closed (the reader went away): nothing to do
             pass
+
+
+def _write_all(out: t.BinaryIO, data: bytearray) -> None:
+    """Write every byte. With PYTHONUNBUFFERED set, sys.stdout.buffer is the raw file, whose
+    write() may take only part of a large block (a pipe that is full, a signal): loop."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        if written is None:  # a non-blocking pipe that is full: wait until it can take more
+            select.select([], [out], [])
+            continue
+        view = view[written:]
