@@ -98,13 +98,17 @@ def step_rows(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
     raise ValueError(step)
 
 
-def run_step(settings: Settings, step: str, day: dt.date, lock_fds: list[int], quiet: bool = False) -> StepResult:
+def run_step(
+    settings: Settings, step: str, day: dt.date, lock_fds: list[int], quiet: bool = False, nice: int = 0
+) -> StepResult:
     """Run one step's Meltano job for `day` (the caller holds the day's locks)."""
     with locks.hold_project(settings.root, step, day) as project_fds:
-        return _run_step(settings, step, day, lock_fds + project_fds, quiet)
+        return _run_step(settings, step, day, lock_fds + project_fds, quiet, nice)
 
 
-def _run_step(settings: Settings, step: str, day: dt.date, lock_fds: list[int], quiet: bool) -> StepResult:
+def _run_step(
+    settings: Settings, step: str, day: dt.date, lock_fds: list[int], quiet: bool, nice: int
+) -> StepResult:
     ledger = Ledger(settings.data_dir)
     log_dir = settings.data_dir / "logs" / day.isoformat()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +123,8 @@ def _run_step(settings: Settings, step: str, day: dt.date, lock_fds: list[int], 
             # stateless extract. No --refresh-catalog: Meltano reuses tap-postgres's cached
             # catalog, which elt:stage-postgres removes whenever the source schema changed
             # (catalogs.py), so drift is still seen.
-            [meltano_exe(), "run", "--force", "--no-state-update", step],
+            # `nice`: a lower CPU priority for the whole job (used by backfills, see execute_days)
+            [*(["nice", "-n", str(nice)] if nice else []), meltano_exe(), "run", "--force", "--no-state-update", step],
             cwd=settings.root,
             env=env,
             stdout=subprocess.PIPE,
@@ -185,7 +190,7 @@ def print_summary(results: list[StepResult]) -> None:
 
 
 def execute(
-    settings: Settings, day: dt.date, steps: list[str], wait_seconds: float = 0, quiet: bool = False
+    settings: Settings, day: dt.date, steps: list[str], wait_seconds: float = 0, quiet: bool = False, nice: int = 0
 ) -> list[StepResult]:
     """Run `steps` for `day` in order under the day's locks (the two extracts in parallel);
     stops at the first failure."""
@@ -202,18 +207,20 @@ def execute(
         extracts = [s for s in steps if s.startswith("extract-")]
         if len(extracts) > 1:
             with ThreadPoolExecutor(len(extracts)) as pool:
-                results += list(pool.map(lambda s: run_step(settings, s, day, fds, quiet), extracts))
+                results += list(pool.map(lambda s: run_step(settings, s, day, fds, quiet, nice), extracts))
         else:
-            results += [run_step(settings, s, day, fds, quiet) for s in extracts]
+            results += [run_step(settings, s, day, fds, quiet, nice) for s in extracts]
         for step in [s for s in steps if s not in extracts]:
             if not all(r.ok for r in results):
                 break
-            results.append(run_step(settings, step, day, fds, quiet))
+            results.append(run_step(settings, step, day, fds, quiet, nice))
     return results
 
 
 # A backfill runs days through these stages like an assembly line (see execute_days).
-STAGES = [["extract-postgres", "extract-csv"], ["load"], ["transform"], ["export"]]
+# (steps, niceness): the slowest stage, transform, keeps the normal CPU priority and the others
+# yield to it, so the line moves at the pace of its bottleneck.
+STAGES = [(["extract-postgres", "extract-csv"], 5), (["load"], 5), (["transform"], 0), (["export"], 5)]
 
 
 def execute_days(
@@ -224,7 +231,8 @@ def execute_days(
     The days go through STAGES like an assembly line: while day N exports, day N+1 transforms,
     day N+2 loads and day N+3 is extracted. Stages of one day stay in order (each under the day's
     locks); two stages never use the same plugin, so they never wait for each other's project
-    locks. With start-up bound steps this keeps both cores busy. A failed day does not stop the
+    locks. With start-up bound steps this keeps both cores busy; the stages other than the
+    slowest run niced, so the CPU goes first where the line waits. A failed day does not stop the
     others: its later stages are skipped and its results say what failed and how to resume.
     """
     results: dict[dt.date, list[StepResult]] = {day: [] for day in days}
@@ -232,9 +240,9 @@ def execute_days(
     for day in days:
         queues[0].put(day)
 
-    def run(day: dt.date, steps: list[str]) -> list[StepResult]:
+    def run(day: dt.date, steps: list[str], nice: int) -> list[StepResult]:
         try:
-            return execute(settings, day, steps, wait_seconds, quiet=True)
+            return execute(settings, day, steps, wait_seconds, quiet=True, nice=nice)
         except locks.LockBusy as exc:  # another run has this day: report it, go on with the others
             return [StepResult(steps[0], day, False, 0.0, cause=str(exc))]
 
@@ -242,7 +250,7 @@ def execute_days(
         for _ in days:
             day = queues[index].get()
             if all(r.ok for r in results[day]):
-                results[day] += run(day, STAGES[index])
+                results[day] += run(day, *STAGES[index])
             queues[index + 1].put(day)
 
     with ThreadPoolExecutor(len(STAGES)) as pool:
