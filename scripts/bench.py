@@ -14,7 +14,10 @@ and ORDER_DETAILS_CSV=data/bench/order_details_k{K}.csv, and the physical refere
   copy-in   psql \\copy of all 14 CSV files into fresh tables with their primary keys in the
             warehouse database (reference of load)
 
-Printed per step: wall seconds, rows, rows per second, peak RSS and the ratio to raw COPY.
+Printed per step: wall seconds, rows, rows per second, CPU seconds, peak RSS and the ratio to raw COPY.
+CPU is the step's process tree (os.wait4 of the step runner: Meltano, plugins, dbt, glue) and,
+for the embedded server, what PostgreSQL spent meanwhile (`PG CPU`); their sum over step 1 and
+step 2, divided by the cores, is the shortest time any schedule of that work could take.
 Seconds are the step's own (as `make status` records them, from the Meltano job's start to its
 end); time spent waiting for a project-wide plugin lock held by another run (e.g. a concurrent
 test suite) is excluded and printed as `wait`. Peak RSS is measured by polling the step's process tree with psutil every 50 ms: `tree` is the
@@ -75,6 +78,8 @@ class Sample:
     proc_rss: int = 0
     proc_name: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    cpu: float = 0.0  # user + system seconds of the whole process tree (the step's own processes)
+    server_cpu: float | None = None  # seconds the PostgreSQL server spent meanwhile (embedded only)
 
 
 def _poll(process: psutil.Process, sample: Sample, stop: threading.Event) -> None:
@@ -107,8 +112,12 @@ def measured(cmd: list[str], env: dict[str, str], log: Path, check: bool = True)
         stop = threading.Event()
         poller = threading.Thread(target=_poll, args=(psutil.Process(popen.pid), sample, stop), daemon=True)
         poller.start()
-        code = popen.wait()
+        # wait4: this child's resource usage, which includes every descendant it waited for
+        # (Meltano, the plugins, dbt), and nothing of steps running in other threads
+        _, status, usage = os.wait4(popen.pid, 0)
+        popen.returncode = code = os.waitstatus_to_exitcode(status)
         sample.seconds = time.monotonic() - started
+        sample.cpu = usage.ru_utime + usage.ru_stime
         stop.set()
         poller.join()
     text = log.read_text(errors="replace")
@@ -116,6 +125,26 @@ def measured(cmd: list[str], env: dict[str, str], log: Path, check: bool = True)
     if code != 0 and check:
         sys.exit(f"FAILED ({code}): {' '.join(cmd)}\n{text[-3000:]}")
     return sample, text
+
+
+def server_cpu(settings) -> float | None:  # type: ignore[no-untyped-def]
+    """CPU seconds used so far by the embedded PostgreSQL server: the postmaster, its live
+    processes and the backends it has reaped (connections that ended). None for an external server."""
+    if not settings.embedded:
+        return None
+    from northwind_elt.database import EmbeddedPostgres
+
+    try:
+        postmaster = psutil.Process(int((EmbeddedPostgres(settings).data / "postmaster.pid").read_text().split()[0]))
+        total = sum(postmaster.cpu_times()[:4])  # user, system, children_user, children_system
+        for child in postmaster.children():
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                pass
+        return total
+    except (OSError, ValueError, psutil.Error):
+        return None
 
 
 class Bench:
@@ -144,7 +173,11 @@ class Bench:
     # -- the pipeline -------------------------------------------------------------------------
     def step(self, step: str, run: int) -> Sample:
         cmd = [str(ROOT / ".venv" / "bin" / "nwelt"), "run", step, "--date", self.day]
+        server_before = server_cpu(self.settings)
         sample, text = measured(cmd, self.env, self.logs / f"{step}-{run}.log", check=False)
+        server_after = server_cpu(self.settings)
+        if server_before is not None and server_after is not None:
+            sample.server_cpu = server_after - server_before
         if sample.extra.get("code") and re.search(r"\.meltano/run/\S+ (was not found|did not run)|no catalog at \S+\.meltano/run/", text):
             # another Meltano run of the same project (e.g. a test calling `meltano run` directly)
             # replaced .meltano/run/<plugin>/ under this one: not a pipeline failure, run it again
@@ -231,9 +264,11 @@ class Bench:
 
 def median(samples: list[Sample]) -> Sample:
     best = sorted(samples, key=lambda s: s.seconds)[len(samples) // 2]
+    servers = [s.server_cpu for s in samples if s.server_cpu is not None]
     return Sample(
         statistics.median(s.seconds for s in samples), best.rows,
         max(s.tree_rss for s in samples), max(s.proc_rss for s in samples), best.proc_name,
+        cpu=statistics.median(s.cpu for s in samples), server_cpu=statistics.median(servers) if servers else None,
     )
 
 
@@ -269,12 +304,18 @@ def main() -> int:
         todo = list(steps)
         if step1 == "parallel" and all(s in todo for s in EXTRACTS):
             # as `make pipeline` runs them: both extract tasks at once
-            started = time.monotonic()
+            started, server_before = time.monotonic(), server_cpu(bench.settings)
             with ThreadPoolExecutor(2) as pool:
                 both = dict(zip(EXTRACTS, pool.map(lambda s: bench.step(s, run), EXTRACTS)))
+            server_after = server_cpu(bench.settings)
             wall = Sample(time.monotonic() - started, sum(x.rows for x in both.values()),
                           sum(x.tree_rss for x in both.values()), max(x.proc_rss for x in both.values()),
-                          max(both.values(), key=lambda x: x.proc_rss).proc_name)
+                          max(both.values(), key=lambda x: x.proc_rss).proc_name,
+                          cpu=sum(x.cpu for x in both.values()))
+            if server_before is not None and server_after is not None:
+                wall.server_cpu = server_after - server_before
+            for sample in both.values():  # the server's time cannot be split between two concurrent steps
+                sample.server_cpu = None
             samples.setdefault(STEP1, []).append(wall)
             for step, sample in both.items():
                 samples.setdefault(step, []).append(sample)
@@ -313,14 +354,16 @@ def main() -> int:
         f"\nscale {args.scale} ({args.config} settings), day {args.date}, median of {repeat} run(s); "
         f"{cpu} cores, {mem:.0f} GiB RAM, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'step':<17} {'seconds':>8} {'rows':>9} {'rows/s':>9} {'tree MiB':>9} {'max proc MiB':>13}  {'x raw COPY':>10}  largest process")
+    print(f"{'step':<17} {'seconds':>8} {'rows':>9} {'rows/s':>9} {'CPU s':>7} {'PG CPU s':>8} {'tree MiB':>9} {'max proc MiB':>13}  {'x raw COPY':>10}  largest process")
     extra = [n for n in med if n.startswith(("nwelt pipeline", "backfill"))]
     for name in [*steps, *(n for n in (STEP1, "copy-out", "copy-csv", "copy-in") if n in med), *extra]:
         s = med[name]
         ref = med.get(REFERENCE.get(name, ""))
         ratio = f"{s.seconds / ref.seconds:10.1f}" if ref and ref.seconds > 0 else f"{'-':>10}"
         rate = f"{s.rows / s.seconds:9.0f}" if s.seconds > 0 and s.rows else f"{'-':>9}"
-        print(f"{name:<17} {s.seconds:8.2f} {s.rows:>9} {rate} {mib(s.tree_rss):>9} {mib(s.proc_rss):>13}  {ratio}  {s.proc_name}")
+        cpu_s = f"{s.cpu:7.1f}" if s.cpu else f"{'-':>7}"
+        server = f"{s.server_cpu:8.1f}" if s.server_cpu is not None else f"{'-':>8}"
+        print(f"{name:<17} {s.seconds:8.2f} {s.rows:>9} {rate} {cpu_s} {server} {mib(s.tree_rss):>9} {mib(s.proc_rss):>13}  {ratio}  {s.proc_name}")
     core = [n for n in ("extract-postgres", "extract-csv", "load") if n in med]
     if core:
         total = sum(med[n].seconds for n in core)
@@ -331,6 +374,11 @@ def main() -> int:
             raw = med["copy-out"].seconds + med["copy-csv"].seconds + med["copy-in"].seconds
             line += f"; raw COPY {raw:.2f} s; ratio {total / raw:.0f}x"
         print(line)
+        parts = [med[STEP1] if STEP1 in med else None, med.get("load")]
+        if all(x is not None and x.server_cpu is not None for x in parts) and cpu:
+            busy = sum(x.cpu + x.server_cpu for x in parts)  # type: ignore[union-attr,operator]
+            print(f"CPU of step 1 + step 2 as the pipeline runs them: {busy:.1f} s (processes and PostgreSQL server); "
+                  f"on {cpu} cores no schedule of this work takes less than {busy / cpu:.1f} s")
     return 0
 
 

@@ -21,6 +21,13 @@ from .landing import Landing, load_schema_name
 from .settings import Settings
 
 RAW = "raw"
+# ANALYZE a raw table after a commit only when the day changed at least this share of the rows it
+# had at its last ANALYZE: autovacuum's own rule (autovacuum_analyze_scale_factor), applied before
+# dbt runs. The first days of a table are analyzed every time; once it holds many days one more
+# day moves no estimate that matters (`snapshot_date = D` is estimated from the number of distinct
+# days) and autovacuum refreshes the statistics on its own, so the daily commit does not pay an
+# ANALYZE whose cost grows with the history.
+STALE_SHARE = 0.1
 
 
 class LoadError(Exception):
@@ -66,6 +73,7 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
     expected = landing.check_day(day)
     load = load_schema_name(day)
     counts: dict[str, int] = {}
+    stale: list[str] = []  # tables whose planner statistics this commit makes stale
     rerun = f"make load DATE={day}"
     with connect(settings) as conn, conn.transaction():
         conn.execute("set local lock_timeout = '60s'")
@@ -93,7 +101,8 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
                 print(change)
             target = sql.Identifier(RAW, table)
             names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged)
-            conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,))
+            analyzed_rows = _analyzed_rows(conn, table)
+            deleted = conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,)).rowcount
             conn.execute(
                 sql.SQL("insert into {} (snapshot_date, {}) select %s::date, {} from {}").format(
                     target, names, names, sql.Identifier(load, table)
@@ -108,13 +117,26 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
                 (day, table, rows),
             )
             counts[table] = rows
+            if analyzed_rows is None or deleted + rows >= STALE_SHARE * analyzed_rows:
+                stale.append(table)
             faults.point("commit-load", day)  # mid-transaction: some tables replaced, not committed
         conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(load)))
-    with connect(settings) as conn:  # fresh statistics, or the planner assumes the new day is empty
-        conn.autocommit = True
-        for table in counts:
-            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(RAW, table)))
+    if stale:  # before dbt reads them: a table never analyzed looks empty to the planner
+        with connect(settings) as conn:
+            conn.autocommit = True
+            for table in stale:
+                conn.execute(sql.SQL("analyze {}").format(sql.Identifier(RAW, table)))
     return counts
+
+
+def _analyzed_rows(conn: psycopg.Connection, table: str) -> float | None:
+    """Rows of raw.<table> at its last ANALYZE (or VACUUM); None if it has none (or no table yet)."""
+    row = conn.execute(
+        "select c.reltuples from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relname = %s",
+        (RAW, table),
+    ).fetchone()
+    return None if row is None or row[0] < 0 else float(row[0])
 
 
 def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column], keys: list[str], day: dt.date) -> list[str]:
