@@ -7,7 +7,7 @@
 
 Builds the scaled source first (scripts/generate_scaled.py), then runs, for one day, every step
 with `nwelt run <step>` (the same path as `make <step>`: locks, ledger, Meltano job) against
-DATA_DIR=data/bench/k{K}, SOURCE_PG_DATABASE=northwind_k{K}, WAREHOUSE_PG_DATABASE=warehouse_bench
+DATA_DIR=data/bench/k{K}, SOURCE_PG_DATABASE=northwind_k{K}, WAREHOUSE_PG_DATABASE=warehouse_bench_k{K}
 and ORDER_DETAILS_CSV=data/bench/order_details_k{K}.csv, and the physical reference:
   copy-out  psql \\copy of each of the 13 source tables to CSV (reference of extract-postgres)
   copy-csv  a plain copy of the order_details CSV file (reference of extract-csv)
@@ -28,7 +28,7 @@ A benchmark prints figures; it never asserts times.
 tuning): target-postgres with validate_records, record metadata, activate_version and
 batch_size_rows=10000, tap-landing emitting one RECORD message per row, and the two extract
 tasks one after the other; it uses its own DATA_DIR (…-default) and warehouse database
-(warehouse_bench_default). The tuned run starts both extract tasks at once, as `make pipeline`
+(warehouse_bench_k{K}_default). The tuned run starts both extract tasks at once, as `make pipeline`
 does (`--step1 sequential` times them one after the other instead).
 """
 
@@ -58,6 +58,12 @@ import generate_scaled  # noqa: E402
 STEPS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
 EXTRACTS = ["extract-postgres", "extract-csv"]
 STEP1 = "step 1 (parallel)"
+def warehouse_name(scale: int, config: str = "tuned") -> str:
+    """One warehouse per scale and config: a day of another scale left in it (or its dead rows)
+    would weigh on every step that reads the raw tables or the mart."""
+    return f"warehouse_bench_k{scale}" + ("" if config == "tuned" else f"_{config}")
+
+
 REFERENCE = {"extract-postgres": "copy-out", "extract-csv": "copy-csv", "load": "copy-in"}
 
 # the plugins' own defaults (the settings meltano.yml tunes), as Meltano environment overrides
@@ -157,7 +163,7 @@ class Bench:
             {
                 "DATA_DIR": str(self.data_dir),
                 "SOURCE_PG_DATABASE": generate_scaled.database_name(scale),
-                "WAREHOUSE_PG_DATABASE": "warehouse_bench" + ("" if config == "tuned" else f"_{config}"),
+                "WAREHOUSE_PG_DATABASE": warehouse_name(scale, config),
                 "ORDER_DETAILS_CSV": str(generate_scaled.csv_path(scale)),
             }
         )

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import generate_scaled  # noqa: E402
-from bench import STEPS  # noqa: E402
+from bench import STEPS, warehouse_name  # noqa: E402
 
 RATE = 100  # samples per second
 
@@ -63,7 +63,7 @@ def main() -> int:
     env.update({
         "DATA_DIR": str(ROOT / "data" / "bench" / f"k{args.scale}"),
         "SOURCE_PG_DATABASE": generate_scaled.database_name(args.scale),
-        "WAREHOUSE_PG_DATABASE": "warehouse_bench",
+        "WAREHOUSE_PG_DATABASE": warehouse_name(args.scale),
         "ORDER_DETAILS_CSV": str(generate_scaled.csv_path(args.scale)),
     })
     out_dir = ROOT / "data" / "bench" / "profiles"
