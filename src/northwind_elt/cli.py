@@ -8,9 +8,10 @@ import os
 import subprocess
 import sys
 
+from . import registry
 from . import settings as settings_mod
-from .ledger import STEPS
-from .settings import ConfigError, Settings, meltano_exe
+from .errors import ConfigError, LockBusy, NweltError
+from .settings import Settings, meltano_exe
 
 
 def _settings() -> Settings:
@@ -68,37 +69,41 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0 if status.running or args.action == "down" else 3
 
 
-def cmd_task(args: argparse.Namespace) -> int:
-    """Plumbing: a glue task inside a Meltano job. Errors end as one clear line on stderr."""
-    from . import tasks
+def _die_with_parent() -> None:
+    """A glue task dies with the `meltano run` that started it (a commit in flight is rolled back)."""
+    import ctypes
+    import signal
 
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the call
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    """Plumbing: the glue task that opens or closes a step's Meltano job."""
+    from . import console, tasks
+    from .errors import Fix
+
+    _die_with_parent()
     settings = _settings()
-    day = settings_mod.parse_date(args.date)
-    if args.task in ("stage", "publish") and not args.source:
-        raise ConfigError(f"task {args.task} needs a source: postgres or csv")
-    {
-        "stage": lambda: tasks.stage(settings, args.source, day),
-        "publish": lambda: tasks.publish(settings, args.source, day),
-        "prepare-load": lambda: tasks.prepare_load(settings, day),
-        "commit-load": lambda: tasks.commit_load(settings, day),
-        "export": lambda: tasks.export(settings, day),
-    }[args.task]()
+    day = settings_mod.parse_date(args.date, name="RUN_DATE")
+    if args.action == "open":
+        tasks.open_step(settings, args.step, day, console.command(Fix(step=args.step, day=day)))
+    else:
+        tasks.close_step(settings, args.step, day)
     return 0
 
 
 def _run(settings: Settings, day: dt.date, steps: list[str], wait: float) -> int:
-    from .locks import LockBusy
-    from .steps import execute, print_summary, report_failure
+    from . import console, runner
 
-    try:
-        results = execute(settings, day, steps, wait_seconds=wait)
-    except LockBusy as exc:
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 75
-    print_summary(results)
+    runner.install_signal_handlers()
+    results = runner.execute(settings, day, steps, wait_seconds=wait)
+    console.print_summary(results)
     failed = next((r for r in results if not r.ok), None)
     if failed:
-        report_failure(failed)
+        console.report_failure(failed)
         return 1
     return 0
 
@@ -112,42 +117,42 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     settings = _settings()
     day = settings_mod.parse_date(args.date)
-    steps = STEPS[STEPS.index(args.from_step):] if args.from_step else STEPS
+    steps = registry.downstream_of(args.from_step) if args.from_step else list(registry.NAMES)
     print(f"pipeline for {day}: {', '.join(steps)}")
     return _run(settings, day, steps, args.wait)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from . import console, runner
+    from .backfill import execute_days
     from .status import print_days
 
     settings = _settings()
-    start, end = settings_mod.parse_date(args.start or None), settings_mod.parse_date(args.end or None)
-    if not args.start or not args.end or end < start:
-        raise ConfigError("backfill needs START=YYYY-MM-DD END=YYYY-MM-DD with START <= END")
+    if not args.start or not args.end:
+        raise ConfigError("backfill needs START=YYYY-MM-DD and END=YYYY-MM-DD (START <= END)")
+    start = settings_mod.parse_date(args.start, name="START")
+    end = settings_mod.parse_date(args.end, name="END")
+    if end < start:
+        raise ConfigError(f"END={end} is before START={start}: backfill needs START <= END")
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    from .steps import execute_days, print_summary, report_failure
-
+    runner.install_signal_handlers()
     print(f"backfill {start} .. {end}: {len(days)} days, as an assembly line: extract D+3 | load D+2 | transform D+1 | export D")
     for results in execute_days(settings, days, args.wait):  # a failed day does not stop the others
-        print_summary(results)
         failed = next((r for r in results if not r.ok), None)
         if failed:
-            report_failure(failed)
+            console.report_failure(failed)
     print(f"\nstatus of {start} .. {end}:")
     return print_days(settings, days)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .ledger import Ledger
-    from .status import print_days
+    from .status import days_ending, print_days
 
     settings = _settings()
-    if args.date:
-        days = [settings_mod.parse_date(args.date)]
-    else:
-        known = Ledger(settings.data_dir).days()
-        days = known[-args.days:] if known else [settings_mod.parse_date(None)]
-    return print_days(settings, days)
+    last = settings_mod.parse_date(args.date)
+    if args.days < 1:
+        raise ConfigError(f"DAYS={args.days}: give a number of days of 1 or more")
+    return print_days(settings, days_ending(last, args.days))
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -181,13 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--wait", type=float, default=0, help="seconds to wait for a busy day (default: fail at once)")
 
     run = sub.add_parser("run", parents=[wait], help="run one step for a day (ledger, lock, clear errors)")
-    run.add_argument("step", choices=STEPS)
+    run.add_argument("step", choices=registry.NAMES)
     run.add_argument("--date", default="")
     run.set_defaults(func=cmd_run)
 
     pipeline = sub.add_parser("pipeline", parents=[wait], help="run every step for a day")
     pipeline.add_argument("--date", default="")
-    pipeline.add_argument("--from-step", choices=STEPS, help="rerun from this step, reusing earlier outputs")
+    pipeline.add_argument("--from-step", choices=registry.NAMES, help="rerun from this step, reusing earlier outputs")
     pipeline.set_defaults(func=cmd_pipeline)
 
     backfill = sub.add_parser("backfill", parents=[wait], help="run the pipeline for every day of a range")
@@ -195,35 +200,39 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", default="")
     backfill.set_defaults(func=cmd_backfill)
 
-    status = sub.add_parser("status", help="step outcomes of a day (or the last N days) and what to rerun")
+    status = sub.add_parser("status", help="step outcomes of a day (default today; --days N: the N days ending there) and what to rerun")
     status.add_argument("--date", default="")
-    status.add_argument("--days", type=int, default=1)
+    status.add_argument("--days", type=_days, default=1)
     status.set_defaults(func=cmd_status)
 
     docs = sub.add_parser("docs", help="generate and serve the dbt docs site")
     docs.add_argument("--generate-only", action="store_true")
     docs.set_defaults(func=cmd_docs)
 
-    task = sub.add_parser("task", help="a glue task inside a Meltano job (plumbing)")
-    task.add_argument("task", choices=["stage", "publish", "prepare-load", "commit-load", "export"])
-    task.add_argument("source", nargs="?", choices=["postgres", "csv"])
+    task = sub.add_parser("task", help="the glue task opening or closing a step's Meltano job (plumbing)")
+    task.add_argument("action", choices=["open", "close"])
+    task.add_argument("step", choices=registry.NAMES)
     task.add_argument("--date", required=True)
     task.set_defaults(func=cmd_task)
     return parser
 
 
+def _days(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"DAYS={raw!r} is not a number of days") from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .console import error_line
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a known failure class prints as one line, not a traceback
-        if type(exc).__name__ in {"GateError", "PublishError", "LoadError", "ExportError"}:
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except NweltError as exc:  # a known failure: one line with what to run, never a traceback
+        print(error_line(exc), file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 75 if isinstance(exc, LockBusy) else 1
 
 
 if __name__ == "__main__":

@@ -33,8 +33,7 @@ MART_SCHEMA = "marts"
 MART = "orders_details"
 
 
-class ExportError(Exception):
-    """The export cannot run for this day; the message says what to run first."""
+from .errors import ExportError  # noqa: E402  (re-exported)
 
 
 def output_paths(settings: Settings, day: dt.date) -> tuple[Path, Path]:

@@ -53,12 +53,7 @@ SOURCES: dict[str, Source] = {
 SORT_CHUNK_ROWS = 200_000
 
 
-class GateError(Exception):
-    """Step 1 did not (fully) succeed for a day: step 2 must not run."""
-
-
-class PublishError(Exception):
-    """Step 1's staged output cannot be published."""
+from .errors import GateError, PublishError  # noqa: E402  (re-exported: landing's failures)
 
 
 def table_name(stream: str) -> str:
@@ -188,6 +183,15 @@ class Landing:
         if problems:
             raise GateError(f"step 2 (load) refuses to run for {day}: " + "; ".join(problems))
         return found
+
+    def day_digest(self, day: dt.date) -> str:
+        """What a load of `day` loaded: a digest of both tasks' markers (which record every landed
+        file), after the gate has checked the files against them."""
+        self.check_day(day)
+        digest = hashlib.sha256()
+        for source in SOURCES.values():
+            digest.update(self.task_marker(source, day).read_bytes())
+        return digest.hexdigest()
 
 
 def _selected(stream: dict[str, Any]) -> bool:

@@ -2,8 +2,11 @@
 
 It lives with the landed files rather than in the warehouse so that step 1 can record without
 the warehouse, and so that a day's files and the story of how they were made travel together.
-A run killed with SIGKILL cannot write its end: a `running` row whose process is gone is
-reported as `interrupted`.
+A step run is written by the glue tasks inside its Meltano job, whatever started it (`make`,
+`nwelt`, `meltano run`, Airflow): `elt:open-<step>` inserts a `running` row owned by the
+`meltano run` process, `elt:close-<step>` records success; a run that ends without its close
+task is recorded failed by its guard (guard.py) or, if even that was killed, reported as
+`interrupted` (a `running` row whose owner process is gone).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-STEPS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
+from .errors import LedgerError
+from .registry import NAMES as STEPS
 
 SCHEMA = """
 create table if not exists runs (
@@ -37,6 +41,10 @@ create table if not exists runs (
 );
 create index if not exists runs_day_step on runs (day, step, started_at);
 """
+# columns added since the first release: (name, definition), added to an older ledger in place
+MIGRATIONS = [
+    ("landing", "text"),  # for load: the digest of the landed day it loaded
+]
 
 
 @dataclass(frozen=True)
@@ -74,9 +82,15 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     return fields[0], fields[19]
 
 
-def _identity(pid: int) -> str:
+def identity(pid: int) -> str:
+    """A process's pid and start time: unlike the pid alone, never reused by another process."""
     stat = _proc_stat(pid)
     return f"{pid}:{stat[1]}" if stat else str(pid)
+
+
+def alive(pid_identity: str) -> bool:
+    """Is the process of `identity(pid)` (on this host) still running?"""
+    return _alive(pid_identity, socket.gethostname())
 
 
 def _alive(identity: str, host: str) -> bool:
@@ -103,36 +117,99 @@ class Ledger:
         self.path = data_dir / "ledger.sqlite"
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        for _ in range(100):  # switching to WAL ignores the busy timeout: retry while another opens it
-            try:
-                if conn.execute("pragma journal_mode").fetchone()[0] != "wal":
-                    conn.execute("pragma journal_mode=wal")
-                conn.executescript(SCHEMA)
-                return conn
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise
-                time.sleep(0.05)
-        raise sqlite3.OperationalError(f"the run ledger {self.path} stays locked")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            for _ in range(100):  # switching to WAL ignores the busy timeout: retry while another opens it
+                try:
+                    if conn.execute("pragma journal_mode").fetchone()[0] != "wal":
+                        conn.execute("pragma journal_mode=wal")
+                    conn.executescript(SCHEMA)
+                    have = {row[1] for row in conn.execute("pragma table_info(runs)")}
+                    for name, definition in MIGRATIONS:
+                        if name not in have:
+                            conn.execute(f"alter table runs add column {name} {definition}")
+                    return conn
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "duplicate column" not in str(exc):
+                        raise
+                    time.sleep(0.05)
+            raise LedgerError(f"the run ledger {self.path} stays locked by another process; wait and rerun")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"the run ledger {self.path} cannot be used ({exc}): it is damaged or not a ledger. Move it aside "
+                f"(mv {self.path} {self.path}.broken) and rerun; a new ledger starts empty (landed files and the "
+                "warehouse are not affected, only the history of earlier runs is set aside)"
+            ) from None
+        except OSError as exc:
+            raise LedgerError(f"the run ledger {self.path} cannot be opened ({exc.strerror}): check DATA_DIR") from None
 
-    def begin(self, day: dt.date, step: str, rerun: str, log_path: Path | None) -> str:
+    def begin(
+        self, day: dt.date, step: str, rerun: str, log_path: Path | None, owner: int | None = None
+    ) -> str:
+        """Record a step run as running, owned by process `owner` (default: this process)."""
         run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         with self._connect() as conn:
             conn.execute(
                 "insert into runs (run_id, day, step, started_at, outcome, rerun, log_path, pid, host)"
                 " values (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                (run_id, day.isoformat(), step, _now(), rerun, str(log_path) if log_path else None, _identity(os.getpid()), socket.gethostname()),
+                (
+                    run_id, day.isoformat(), step, _now(), rerun, str(log_path) if log_path else None,
+                    identity(owner or os.getpid()), socket.gethostname(),
+                ),
             )
         return run_id
 
-    def finish(self, run_id: str, outcome: str, rows: dict[str, int] | None = None, error: str | None = None) -> None:
+    def finish(
+        self, run_id: str, outcome: str, rows: dict[str, int] | None = None, error: str | None = None, only_running: bool = False
+    ) -> None:
+        """Record the outcome of a run (with `only_running`, only if nothing recorded one yet)."""
         with self._connect() as conn:
             conn.execute(
-                "update runs set ended_at = ?, outcome = ?, rows_json = ?, error = ? where run_id = ?",
+                "update runs set ended_at = ?, outcome = ?, rows_json = ?, error = ? where run_id = ?"
+                + (" and outcome = 'running'" if only_running else ""),
                 (_now(), outcome, json.dumps(rows or {}, sort_keys=True), error, run_id),
             )
+
+    def set_landing(self, run_id: str, digest: str) -> None:
+        with self._connect() as conn:
+            conn.execute("update runs set landing = ? where run_id = ?", (digest, run_id))
+
+    def landing_of(self, run_id: str) -> str | None:
+        with self._connect() as conn:
+            row = conn.execute("select landing from runs where run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def running_owned_by(self, day: dt.date, step: str, owner: int) -> str | None:
+        """The run id of `step` for `day` that process `owner` started and has not finished."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "select run_id from runs where day = ? and step = ? and pid = ? and outcome = 'running'"
+                " order by started_at desc limit 1",
+                (day.isoformat(), step, identity(owner)),
+            ).fetchone()
+        return row[0] if row else None
+
+    _COLUMNS = "run_id, day, step, started_at, ended_at, outcome, rows_json, error, rerun, log_path, pid, host"
+
+    @staticmethod
+    def _run(row: tuple) -> Run:  # type: ignore[type-arg]
+        run_id, day_s, step, started, ended, outcome, rows_json, error, rerun, log_path, pid, host = row
+        if outcome == "running" and not _alive(str(pid), host):
+            outcome = "interrupted"
+            error = error or "the run ended without recording an outcome (killed?)"
+        return Run(
+            run_id=run_id,
+            day=dt.date.fromisoformat(day_s),
+            step=step,
+            started_at=dt.datetime.fromisoformat(started),
+            ended_at=dt.datetime.fromisoformat(ended) if ended else None,
+            outcome=outcome,
+            rows=json.loads(rows_json) if rows_json else {},
+            error=error,
+            rerun=rerun,
+            log_path=log_path,
+        )
 
     def latest(self, day: dt.date) -> dict[str, Run]:
         """The latest run of each step for `day`."""
@@ -140,28 +217,22 @@ class Ledger:
             return {}
         with self._connect() as conn:
             rows = conn.execute(
-                "select run_id, day, step, started_at, ended_at, outcome, rows_json, error, rerun, log_path, pid, host"
-                " from runs where day = ? order by started_at",
-                (day.isoformat(),),
+                f"select {self._COLUMNS} from runs where day = ? order by started_at", (day.isoformat(),)
             ).fetchall()
-        latest: dict[str, Run] = {}
-        for run_id, day_s, step, started, ended, outcome, rows_json, error, rerun, log_path, pid, host in rows:
-            if outcome == "running" and not _alive(str(pid), host):
-                outcome = "interrupted"
-                error = error or "the process ended without recording an outcome (killed?)"
-            latest[step] = Run(
-                run_id=run_id,
-                day=dt.date.fromisoformat(day_s),
-                step=step,
-                started_at=dt.datetime.fromisoformat(started),
-                ended_at=dt.datetime.fromisoformat(ended) if ended else None,
-                outcome=outcome,
-                rows=json.loads(rows_json) if rows_json else {},
-                error=error,
-                rerun=rerun,
-                log_path=log_path,
-            )
-        return latest
+        return {row[2]: self._run(row) for row in rows}
+
+    def of_owner(self, day: dt.date, step: str, owner: str) -> Run | None:
+        """The latest run of `step` for `day` owned by the process of identity `owner`."""
+        with self._connect() as conn:
+            row = conn.execute(
+                f"select {self._COLUMNS} from runs where day = ? and step = ? and pid = ? order by started_at desc limit 1",
+                (day.isoformat(), step, owner),
+            ).fetchone()
+        return self._run(row) if row else None
+
+    def set_log(self, run_id: str, log_path: Path) -> None:
+        with self._connect() as conn:
+            conn.execute("update runs set log_path = ? where run_id = ?", (str(log_path), run_id))
 
     def days(self) -> list[dt.date]:
         if not self.path.exists():

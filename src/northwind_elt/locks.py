@@ -1,9 +1,15 @@
 """One writer per day: advisory `flock` locks on what a step writes and reads.
 
 Day locks: each day has one lock file per resource (the postgres landing, the csv landing, the
-warehouse, the output). A run takes exclusive locks on what its steps write and shared locks on
-what they read, for its whole duration, so the two extract tasks of a day can run in parallel
-while two runs of one day never interleave: the second fails at once, naming the holder.
+warehouse, the output). A step takes exclusive locks on what it writes and shared locks on what it
+reads (registry.Step.writes/reads), so the two extract tasks of a day run in parallel while two
+runs of one day never interleave: the second fails at once, naming the holder.
+
+Who holds them: `elt:open-<step>`, the first task of every step's Meltano job, takes the step's
+locks and hands them to the run's guard (guard.py), which holds them until the job ends. A
+`make pipeline` (nwelt) holds the locks of all its steps for the whole day first, so no other run
+slips in between its steps; a lock held by a process that is an ancestor of the open task (the
+nwelt that started this `meltano run`) covers it.
 
 Project locks: some state is shared by all days. Meltano keeps one catalog file per extractor
 (`.meltano/run/<tap>/tap.properties.json`) and dbt one `transform/target`, so two runs of the
@@ -11,8 +17,7 @@ same plugin for different days would overwrite each other's. A step holds the lo
 plugin while it runs; runs for other days wait for it (and say so) instead of failing.
 
 The kernel releases a `flock` when its holder dies, even by SIGKILL, so a killed run never leaves
-a stale lock behind; child processes inherit the locks, which are held until the last of them
-has ended.
+a stale lock behind.
 """
 
 from __future__ import annotations
@@ -26,70 +31,62 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-SHARED, EXCLUSIVE = "shared", "exclusive"
+from .errors import LockBusy
+from .ledger import identity
+from .registry import EXCLUSIVE, get, locks_for
 
-# what each step writes (exclusive) and reads (shared)
-STEP_LOCKS: dict[str, dict[str, str]] = {
-    "extract-postgres": {"postgres": EXCLUSIVE},
-    "extract-csv": {"csv": EXCLUSIVE},
-    "load": {"postgres": SHARED, "csv": SHARED, "warehouse": EXCLUSIVE},
-    "transform": {"warehouse": EXCLUSIVE},
-    "export": {"warehouse": SHARED, "output": EXCLUSIVE},
-}
-
-# the project-wide state each step's plugin rewrites, whatever the day
-PROJECT_LOCKS: dict[str, str] = {
-    "extract-postgres": "tap-postgres",
-    "extract-csv": "tap-northwind-csv",
-    "load": "tap-landing",
-    "transform": "dbt",
-}
 PROJECT_WAIT_SECONDS = 3600
 
 
-class LockBusy(Exception):
-    """Another run holds the day."""
-
-
-def locks_for(steps: list[str]) -> dict[str, str]:
-    wanted: dict[str, str] = {}
-    for step in steps:
-        for resource, mode in STEP_LOCKS[step].items():
-            if wanted.get(resource) != EXCLUSIVE:
-                wanted[resource] = mode
-    return wanted
+def day_folder(data_dir: Path, day: dt.date) -> Path:
+    return data_dir / ".locks" / day.isoformat()
 
 
 @contextmanager
 def hold(data_dir: Path, day: dt.date, steps: list[str], wait_seconds: float = 0) -> Iterator[list[int]]:
-    """Hold the locks of `steps` for `day`; yields the file descriptors (to pass to children)."""
-    folder = data_dir / ".locks" / day.isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
+    """Hold the day locks of `steps` for `day` in this process; yields the file descriptors."""
     with ExitStack() as stack:
-        fds: list[int] = []
-        for resource, mode in sorted(locks_for(steps).items()):  # fixed order: no deadlock
-            path = folder / f"{resource}.lock"
-            fds.append(stack.enter_context(_locked(path, mode, wait_seconds, steps, f"day {day} is busy: {resource} of {day}")))
-        yield fds
+        yield acquire_day(stack, data_dir, day, steps, wait_seconds)
 
 
-@contextmanager
-def hold_project(root: Path, step: str, day: dt.date) -> Iterator[list[int]]:
-    """Hold the project-wide lock of `step`'s plugin, waiting for runs of other days."""
-    resource = PROJECT_LOCKS.get(step)
+def acquire_day(
+    stack: ExitStack, data_dir: Path, day: dt.date, steps: list[str], wait_seconds: float = 0, owner: int | None = None
+) -> list[int]:
+    """Take the day locks of `steps` (closed with `stack`); a lock an ancestor holds is skipped.
+
+    `owner`: the process named as the holder (default: this one; the open task names the
+    `meltano run` process, whose life the lock follows)."""
+    folder = day_folder(data_dir, day)
+    folder.mkdir(parents=True, exist_ok=True)
+    fds = []
+    for resource, mode in sorted(locks_for(steps).items()):  # fixed order: no deadlock
+        fd = _take(folder / f"{resource}.lock", mode, wait_seconds, steps, f"day {day} is busy: {resource} of {day}", owner=owner)
+        if fd is not None:
+            stack.callback(os.close, fd)
+            fds.append(fd)
+    return fds
+
+
+def acquire_project(stack: ExitStack, root: Path, step: str, day: dt.date, owner: int | None = None) -> list[int]:
+    """Take the project-wide lock of `step`'s plugin, waiting (and saying so) for other days' runs."""
+    resource = get(step).plugin_state
     if resource is None:
-        yield []
-        return
+        return []
     folder = root / ".meltano" / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     what = f"{step} for {day} waited too long: the project's {resource} state"
-    with _locked(folder / f"{resource}.lock", EXCLUSIVE, PROJECT_WAIT_SECONDS, [f"{step} {day}"], what, announce=True) as fd:
-        yield [fd]
+    fd = _take(folder / f"{resource}.lock", EXCLUSIVE, PROJECT_WAIT_SECONDS, [f"{step} {day}"], what, True, owner)
+    if fd is None:
+        return []
+    stack.callback(os.close, fd)
+    return [fd]
 
 
-@contextmanager
-def _locked(path: Path, mode: str, wait_seconds: float, steps: list[str], busy: str, announce: bool = False) -> Iterator[int]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _take(
+    path: Path, mode: str, wait_seconds: float, steps: list[str], busy: str, announce: bool = False, owner: int | None = None
+) -> int | None:
+    """The locked file descriptor, or None when an ancestor of this process holds the lock."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         flag = (fcntl.LOCK_EX if mode == EXCLUSIVE else fcntl.LOCK_SH) | fcntl.LOCK_NB
         deadline = time.monotonic() + wait_seconds
@@ -98,6 +95,9 @@ def _locked(path: Path, mode: str, wait_seconds: float, steps: list[str], busy: 
                 fcntl.flock(fd, flag)
                 break
             except BlockingIOError:
+                if _held_by_ancestor(path):
+                    os.close(fd)
+                    return None
                 if time.monotonic() >= deadline:
                     raise LockBusy(f"{busy} is held by {_holder(path)}; wait for it to finish and rerun") from None
                 if announce:
@@ -105,19 +105,54 @@ def _locked(path: Path, mode: str, wait_seconds: float, steps: list[str], busy: 
                     announce = False
                 time.sleep(0.5)
         if mode == EXCLUSIVE:
-            holder = {"pid": os.getpid(), "steps": steps, "since": dt.datetime.now().isoformat(timespec="seconds")}
+            pid = owner or os.getpid()
+            holder = {
+                "pid": pid,
+                "owner": identity(pid),
+                "steps": steps,
+                "since": dt.datetime.now().isoformat(timespec="seconds"),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
-        yield fd
-    finally:
-        os.close(fd)
+        return fd
+    except BaseException:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        raise
 
 
-def _holder(path: Path) -> str:
+def _read_holder(path: Path) -> dict[str, object]:
     try:
         info = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
-        info = {}
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def ancestors() -> set[str]:
+    """identity() of every ancestor process of this one."""
+    found = set()
+    pid = os.getppid()
+    while pid > 1:
+        found.add(identity(pid))
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            break
+        pid = int(stat[1])
+    return found
+
+
+def _held_by_ancestor(path: Path) -> bool:
+    owner = _read_holder(path).get("owner")
+    return isinstance(owner, str) and owner in ancestors()
+
+
+def _holder(path: Path) -> str:
+    info = _read_holder(path)
     if not info:
         return "another run (reading it)"
-    return f"pid {info.get('pid')} running {', '.join(info.get('steps', []))} since {info.get('since')}"
+    steps = info.get("steps")
+    return f"pid {info.get('pid')} running {', '.join(steps) if isinstance(steps, list) else steps} since {info.get('since')}"

@@ -26,8 +26,7 @@ def meltano_exe() -> str:
     return str(candidate) if candidate.exists() else "meltano"
 
 
-class ConfigError(Exception):
-    """A setting or argument is invalid; the message says what to do."""
+from .errors import ConfigError  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -125,6 +124,8 @@ def load(root: Path = ROOT) -> Settings:
 
     data_dir = Path(get("DATA_DIR", "data"))
     data_dir = data_dir if data_dir.is_absolute() else root / data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"DATA_DIR={data_dir} is a file, not a folder: point DATA_DIR at a folder (or remove the file)")
     source_dir = Path(get("SOURCE_DATA_DIR", str(root / "data" / "source")))
     csv_path = Path(get("ORDER_DETAILS_CSV", str(source_dir / "order_details.csv")))
     db_mode = get("NWELT_DB", "embedded")
@@ -159,8 +160,10 @@ def load(root: Path = ROOT) -> Settings:
     )
 
 
-def parse_date(raw: str | None, today: dt.date | None = None) -> dt.date:
-    """DATE=YYYY-MM-DD; empty means today. Future days are refused (there is nothing to extract)."""
+def parse_date(raw: str | None, today: dt.date | None = None, name: str = "DATE") -> dt.date:
+    """DATE=YYYY-MM-DD; empty means today. Future days are refused (there is nothing to extract).
+
+    `name` is the variable the value came from (DATE, START, END, RUN_DATE), named in errors."""
     today = today or dt.date.today()
     if raw is None or raw.strip() == "":
         return today
@@ -169,9 +172,9 @@ def parse_date(raw: str | None, today: dt.date | None = None) -> dt.date:
         if len(raw.strip()) != 10:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"DATE={raw!r} is not a date: use the form YYYY-MM-DD, e.g. DATE=2024-01-01") from None
+        raise ConfigError(f"{name}={raw!r} is not a date: use the form YYYY-MM-DD, e.g. {name}=2024-01-01") from None
     if day > today:
-        raise ConfigError(f"DATE={day} is in the future (today is {today}): pick today or a past day")
+        raise ConfigError(f"{name}={day} is in the future (today is {today}): pick today or a past day")
     return day
 
 

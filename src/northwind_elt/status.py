@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .ledger import STEPS, Ledger, Run
+from .console import resume_commands
+from .ledger import Ledger, Run
+from .registry import NAMES, get
 from .settings import Settings
-from .steps import resume_commands
-
-UPSTREAM = {
-    "extract-postgres": [],
-    "extract-csv": [],
-    "load": ["extract-postgres", "extract-csv"],
-    "transform": ["load"],
-    "export": ["transform"],
-}
 
 
 def step_states(runs: dict[str, Run]) -> dict[str, str]:
     """succeeded / failed / interrupted / running / not run / stale (an input changed since)."""
     states: dict[str, str] = {}
-    for step in STEPS:
+    for step in NAMES:
         run = runs.get(step)
         if run is None:
             states[step] = "not run"
             continue
         state = run.outcome
         if state == "succeeded":
-            for up in UPSTREAM[step]:
+            for up in get(step).upstream:
                 upstream = runs.get(up)
                 if states.get(up) != "succeeded" or (upstream and upstream.ended_at and upstream.ended_at > run.started_at):
                     state = "stale"
@@ -36,14 +29,13 @@ def step_states(runs: dict[str, Run]) -> dict[str, str]:
 
 
 def first_incomplete(states: dict[str, str]) -> str | None:
-    return next((step for step in STEPS if states[step] != "succeeded"), None)
+    return next((step for step in NAMES if states[step] != "succeeded"), None)
 
 
-def report(settings: Settings, day: dt.date) -> tuple[bool, list[str]]:
-    runs = Ledger(settings.data_dir).latest(day)
+def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
     states = step_states(runs)
     lines = [f"day {day}", f"  {'step':<17} {'outcome':<12} {'rows':>8} {'seconds':>8}  note"]
-    for step in STEPS:
+    for step in NAMES:
         run = runs.get(step)
         rows = f"{run.total_rows:>8}" if run and run.outcome == "succeeded" else f"{'-':>8}"
         secs = f"{run.seconds:>8.1f}" if run and run.seconds is not None else f"{'-':>8}"
@@ -58,10 +50,16 @@ def report(settings: Settings, day: dt.date) -> tuple[bool, list[str]]:
     return False, lines
 
 
+def days_ending(last: dt.date, count: int) -> list[dt.date]:
+    """The `count` calendar days up to and including `last`, oldest first."""
+    return [last - dt.timedelta(days=i) for i in reversed(range(max(count, 1)))]
+
+
 def print_days(settings: Settings, days: list[dt.date]) -> int:
+    ledger = Ledger(settings.data_dir)
     complete = True
     for day in days:
-        ok, lines = report(settings, day)
+        ok, lines = report(ledger.latest(day), day)
         complete = complete and ok
         print("\n".join(lines))
     return 0 if complete else 1

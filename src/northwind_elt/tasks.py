@@ -1,19 +1,33 @@
-"""The glue tasks that Meltano jobs call between plugins (`meltano run elt:<task>`).
+"""The glue tasks that open and close every step's Meltano job (`elt:open-<step>`, `elt:close-<step>`).
 
-Each takes the day and the settings; none reads the environment itself.
+Every entry point (make, nwelt, the Airflow DAG, plain `meltano run <job>`) runs a step as its
+Meltano job, so these two tasks are where every step run gets the same guarantees:
+
+- open: take the step's day locks and its plugin's project lock (registry.Step), record the run in
+  the ledger (owned by the `meltano run` process), check the step's gate, prepare its input, and
+  hand the locks to the run's guard (guard.py) for the rest of the job;
+- close: finish the step's work (publish, commit, export), record success with rows per table,
+  stop the guard.
+
+A refused gate or a failed close is recorded as a failed run, with the cause.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
-from . import catalogs
+from . import catalogs, guard, locks, warehouse
 from . import export as export_mod
-from . import warehouse
-from .landing import SOURCES, Landing, PublishError, Source
+from .errors import GateError, NweltError, PublishError, rerun, resume
+from .landing import SOURCES, Landing, Source
+from .ledger import Ledger
+from .registry import get
 from .settings import Settings
 
 
@@ -22,35 +36,146 @@ def catalog_path(settings: Settings, source: Source) -> Path:
     return settings.root / ".meltano" / "run" / source.tap / "tap.properties.json"
 
 
-def stage(settings: Settings, source_name: str, day: dt.date) -> None:
-    Landing(settings.data_dir).stage(SOURCES[source_name], day)
-    if source_name == "postgres":
-        kept = catalogs.refresh_if_schema_changed(settings, SOURCES[source_name].tap)
+def _source(step: str) -> Source:
+    return SOURCES[step.removeprefix("extract-")]
+
+
+# -- open: gate and preparation of each step ------------------------------------------------
+def _open_extract(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
+    Landing(settings.data_dir).stage(_source(step), day)
+    if step == "extract-postgres":
+        kept = catalogs.refresh_if_schema_changed(settings, _source(step).tap)
         print("source schema unchanged: the cached catalog is used" if kept else "the catalog will be discovered")
 
 
-def publish(settings: Settings, source_name: str, day: dt.date) -> None:
-    source = SOURCES[source_name]
+def _open_load(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
+    warehouse.prepare(settings, day)  # the gate (both step-1 tasks, files intact), then a clean load schema
+    Ledger(settings.data_dir).set_landing(run_id, Landing(settings.data_dir).day_digest(day))
+
+
+def _open_transform(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
+    """Transform's gate: the load of D succeeded, and the landed files are the ones it loaded."""
+    ledger = Ledger(settings.data_dir)
+    load = ledger.latest(day).get("load")
+    if load is None or load.outcome != "succeeded":
+        state = "has not run" if load is None else load.outcome
+        raise GateError(f"transform refuses to run for {day}: the load of {day} {state}", [resume("load", day)])
+    try:
+        current = Landing(settings.data_dir).day_digest(day)
+    except GateError as exc:
+        raise GateError(f"transform refuses to run for {day}: {exc.message}", exc.fixes) from None
+    if ledger.landing_of(load.run_id) != current:
+        raise GateError(
+            f"transform refuses to run for {day}: the landed files of {day} changed after the load of {day}",
+            [resume("load", day)],
+        )
+
+
+def _open_export(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
+    last = Ledger(settings.data_dir).latest(day).get("transform")
+    if last is None or last.outcome != "succeeded":
+        state = "has not run" if last is None else last.outcome
+        raise GateError(
+            f"export refuses to run for {day}: the transform of {day} {state} (its rows are untested)",
+            [resume("transform", day)],
+        )
+
+
+OPENERS: dict[str, Callable[[Settings, str, dt.date, str], None]] = {
+    "extract-postgres": _open_extract,
+    "extract-csv": _open_extract,
+    "load": _open_load,
+    "transform": _open_transform,
+    "export": _open_export,
+}
+
+
+# -- close: the step's own finishing work; returns rows per table ----------------------------
+def _close_extract(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
+    source = _source(step)
     path = catalog_path(settings, source)
     if not path.exists():
-        raise PublishError(f"no catalog at {path}: {source.tap} did not run; run {source.rerun(day)}")
+        raise PublishError(f"no catalog at {path}: {source.tap} did not run", [rerun(step, day)])
     tables = Landing(settings.data_dir).publish(source, day, json.loads(path.read_text()))
     for table, entry in tables.items():
         print(f"published {source.name}/{table}/{day}: {entry['rows']} rows")
+    return {table: int(entry["rows"]) for table, entry in tables.items()}
 
 
-def prepare_load(settings: Settings, day: dt.date) -> None:
-    warehouse.prepare(settings, day)
-
-
-def commit_load(settings: Settings, day: dt.date) -> None:
-    for table, rows in warehouse.commit(settings, day).items():
+def _close_load(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
+    counts = warehouse.commit(settings, day)
+    for table, rows in counts.items():
         print(f"committed raw.{table}/{day}: {rows} rows")
     # the BATCH chunk files tap-landing cut for this day are no longer needed
     shutil.rmtree(settings.data_dir / ".staging" / "tap_landing" / day.isoformat(), ignore_errors=True)
+    return counts
 
 
-def export(settings: Settings, day: dt.date) -> None:
+def _close_transform(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
+    return {export_mod.MART: export_mod.mart_rows(settings, day)}
+
+
+def _close_export(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
     rows = export_mod.export(settings, day)
     csv_path, json_path = export_mod.output_paths(settings, day)
     print(f"exported {rows} rows to {csv_path} and {json_path}")
+    return {export_mod.MART: rows}
+
+
+CLOSERS: dict[str, Callable[[Settings, str, dt.date], dict[str, int]]] = {
+    "extract-postgres": _close_extract,
+    "extract-csv": _close_extract,
+    "load": _close_load,
+    "transform": _close_transform,
+    "export": _close_export,
+}
+
+
+def abandon(settings: Settings, step: str, day: dt.date) -> None:
+    """Undo what a run of `step` that ended without closing leaves behind (called by its guard)."""
+    if step == "load":
+        warehouse.drop_load_schema(settings, day)
+
+
+# -- the tasks ---------------------------------------------------------------------------------
+def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> str:
+    """`elt:open-<step>`: locks, ledger row, gate, preparation, guard. Returns the run id."""
+    get(step)
+    owner = os.getppid()  # the `meltano run` process: the run lives as long as it does
+    ledger = Ledger(settings.data_dir)
+    with ExitStack() as stack:
+        fds = locks.acquire_day(stack, settings.data_dir, day, [step], owner=owner)
+        fds += locks.acquire_project(stack, settings.root, step, day, owner=owner)
+        run_id = ledger.begin(day, step, rerun_text, None, owner=owner)
+        try:
+            OPENERS[step](settings, step, day, run_id)
+        except NweltError as exc:
+            ledger.finish(run_id, "failed", error=exc.message)
+            raise
+        except Exception as exc:
+            ledger.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        guard.start(settings.data_dir, step, day, owner, fds)
+    return run_id
+
+
+def close_step(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
+    """`elt:close-<step>`: the step's finishing work, its outcome in the ledger, the guard stopped."""
+    ledger = Ledger(settings.data_dir)
+    run_id = ledger.running_owned_by(day, step, os.getppid())
+    if run_id is None:
+        raise GateError(
+            f"elt:close-{step} for {day} found no open run of {step} in this Meltano job: run the whole job",
+            [rerun(step, day)],
+        )
+    try:
+        rows = CLOSERS[step](settings, step, day)
+    except NweltError as exc:
+        ledger.finish(run_id, "failed", error=exc.message)
+        raise
+    except Exception as exc:
+        ledger.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    ledger.finish(run_id, "succeeded", rows)
+    guard.stop(settings.data_dir, day, step)
+    return rows

@@ -30,8 +30,7 @@ RAW = "raw"
 STALE_SHARE = 0.1
 
 
-class LoadError(Exception):
-    """The load of a day cannot be committed; the message says why and what to rerun."""
+from .errors import LoadError  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,19 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[Column]:
 
 
 def prepare(settings: Settings, day: dt.date) -> None:
-    """Run the gate, then drop a load schema left over by an interrupted load of the same day."""
+    """Run the gate, then drop every load schema left over by failed or interrupted loads (loads
+    run one at a time: the open task holds tap-landing's project lock)."""
     Landing(settings.data_dir).check_day(day)
+    with connect(settings) as conn:
+        leftovers = conn.execute(
+            "select nspname from pg_namespace where nspname ~ '^load_[0-9]{8}$' and pg_has_role(nspowner, 'USAGE')"
+        ).fetchall()
+        for (name,) in leftovers:
+            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(name)))
+
+
+def drop_load_schema(settings: Settings, day: dt.date) -> None:
+    """Drop the load schema of `day` (a load that ended without committing)."""
     with connect(settings) as conn:
         conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(load_schema_name(day))))
 

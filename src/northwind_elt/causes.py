@@ -1,0 +1,28 @@
+"""Reading why a step failed from its full log: the one sentence that says it."""
+
+from __future__ import annotations
+
+import re
+
+# lines that state a cause, most specific first
+CAUSES = [
+    re.compile(r"\b((?:GateError|PublishError|LoadError|ExportError|CsvInputError|LockBusy|ConfigError|LedgerError): .+)"),
+    re.compile(r"(psycopg2?\.\w*Error|sqlalchemy\.exc\.\w+): \(?[\w.]*\)? ?(.+)"),
+    re.compile(r"\b(connection to server .+|password authentication failed.+|No space left on device.*|Permission denied.*)"),
+    re.compile(r"\b((?:Failure|Error) in (?:test|model|unit_test) .+)"),
+    re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.+)"),
+    re.compile(r"^(Error while parsing YAML file: .+|Another '.+' pipeline is already running.*)"),
+]
+_PREFIX = re.compile(r"^\S+Z \[\w+\s*\] \S+\s+")
+
+
+def find_cause(log_text: str, step: str) -> str:
+    """The sentence that says why a step failed, picked from its full log."""
+    lines = [_PREFIX.sub("", line).strip() for line in log_text.splitlines()]
+    for pattern in CAUSES:
+        for line in reversed(lines):
+            match = pattern.search(line)
+            if match:
+                text = match.group(match.lastindex or 0) if pattern.groups > 1 else match.group(1)
+                return text.strip()[:500]
+    return f"the Meltano job {step} stopped without an error message (killed or crashed?); see the log"

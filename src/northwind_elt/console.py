@@ -1,0 +1,92 @@
+"""Console output: the only module that turns steps and fixes into command lines and prints
+summaries, failures and the backfill's lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import Fix, NweltError
+from .registry import NAMES
+
+
+def command(fix: Fix) -> str:
+    """The command line of a fix (`make load DATE=2024-01-01`, `make pipeline DATE=… STEP=load`)."""
+    if fix.note:
+        return fix.note
+    day = f" DATE={fix.day.isoformat()}" if fix.day else ""
+    if fix.step is None:
+        return f"make pipeline{day}"
+    if fix.then_rest and fix.step != NAMES[-1]:
+        return f"make {fix.step}{day}" if fix.step == NAMES[0] else f"make pipeline{day} STEP={fix.step}"
+    return f"make {fix.step}{day}"
+
+
+def resume_fixes(step: str, day: dt.date) -> list[Fix]:
+    """What finishes the day from `step` on: the step itself, then the steps after it."""
+    index = NAMES.index(step)
+    if index == 0:
+        return [Fix(day=day)]  # the first step: the whole pipeline of the day
+    fixes = [Fix(step=step, day=day)]
+    if index + 1 < len(NAMES):
+        fixes.append(Fix(step=NAMES[index + 1], day=day, then_rest=True))
+    return fixes
+
+
+def resume_commands(step: str, day: dt.date) -> list[str]:
+    return [command(f) for f in resume_fixes(step, day)]
+
+
+def error_line(exc: NweltError) -> str:
+    """One line: the class, the sentence, the commands that fix it."""
+    fixes = "; then ".join(command(f) for f in exc.fixes)
+    return f"{type(exc).__name__}: {exc.message}" + (f"; run {fixes}" if fixes else "")
+
+
+@dataclass
+class StepResult:
+    step: str
+    day: dt.date
+    ok: bool
+    seconds: float
+    rows: dict[str, int] = field(default_factory=dict)
+    cause: str | None = None
+    log_path: Path | None = None
+
+
+def report_failure(result: StepResult) -> None:
+    day = result.day
+    print(file=sys.stderr)
+    print(f"FAILED: step {result.step} for {day}", file=sys.stderr)
+    print(f"  cause:  {result.cause}", file=sys.stderr)
+    if result.log_path:
+        print(f"  log:    {result.log_path}", file=sys.stderr)
+    for i, line in enumerate(resume_commands(result.step, day)):
+        print(f"  {'resume:' if i == 0 else 'then:  '} {line}", file=sys.stderr)
+
+
+def print_summary(results: Sequence[StepResult]) -> None:
+    if not results:
+        return
+    print(f"\nsummary for {results[0].day}:")
+    for r in results:
+        rows = f"{sum(r.rows.values()):>8} rows" if r.ok else "       -     "
+        print(f"  {r.step:<17} {'ok' if r.ok else 'FAILED':<7} {rows} {r.seconds:7.1f} s")
+
+
+def step_started(step: str, day: dt.date) -> None:
+    print(f"{day} {step:<17} started", flush=True)
+
+
+def step_ended(result: StepResult) -> None:
+    if result.ok:
+        print(f"{result.day} {result.step:<17} ok      {sum(result.rows.values()):>8} rows {result.seconds:7.1f} s", flush=True)
+    else:
+        print(f"{result.day} {result.step:<17} FAILED  {result.seconds:7.1f} s: {(result.cause or '')[:120]}", flush=True)
+
+
+def progress(step: str, text: str) -> None:
+    print(f"  [{step}] {text}", flush=True)

@@ -1,0 +1,70 @@
+"""One base error for every failure a user can fix, carrying the commands that fix it.
+
+Domain modules raise `NweltError` subclasses with a sentence saying what is wrong and `Fix`es
+saying which step to run for which day; only the CLI (console.py) turns a Fix into a command
+line (`make load DATE=2024-01-01`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fix:
+    """Run `step` for `day`; with `then_rest`, also every step after it (a pipeline resume).
+
+    `step=None` with `then_rest` means the whole pipeline of the day. `note` is a fix that is not
+    a command (e.g. "migrate raw.orders by hand")."""
+
+    step: str | None = None
+    day: dt.date | None = None
+    then_rest: bool = False
+    note: str | None = None
+
+
+class NweltError(Exception):
+    """A failure with a clear cause; `fixes` say what to run (the CLI formats them)."""
+
+    def __init__(self, message: str, fixes: Sequence[Fix] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fixes = list(fixes)
+
+
+class ConfigError(NweltError):
+    """A setting or argument is invalid."""
+
+
+class GateError(NweltError):
+    """An upstream step did not (fully) succeed for a day: this step must not run."""
+
+
+class PublishError(NweltError):
+    """Step 1's staged output cannot be published."""
+
+
+class LoadError(NweltError):
+    """The load of a day cannot be committed."""
+
+
+class ExportError(NweltError):
+    """The export cannot run for this day."""
+
+
+class LockBusy(NweltError):
+    """Another run holds the day (or the plugin's project-wide state)."""
+
+
+class LedgerError(NweltError):
+    """The run ledger cannot be read or written."""
+
+
+def rerun(step: str, day: dt.date) -> Fix:
+    return Fix(step=step, day=day)
+
+
+def resume(step: str, day: dt.date) -> Fix:
+    return Fix(step=step, day=day, then_rest=True)

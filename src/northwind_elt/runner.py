@@ -1,0 +1,238 @@
+"""Running steps for a day as their Meltano jobs: the code path of `make`, `nwelt` and Airflow.
+
+A step run = `meltano run <job>` with RUN_DATE=D; the job's own first and last tasks
+(`elt:open-<step>`, `elt:close-<step>`, tasks.py) take the locks, check the gate and record the
+run in the ledger, exactly as under a plain `meltano run`. The runner adds what a terminal or
+scheduler wants: the day's locks held across all the steps it runs (so nothing slips in between
+them), the job's full output in a per-run log file, progress lines, the cause of a failure in one
+sentence, and a process tree that dies with it (the job gets SIGKILL when the runner dies; its
+guard then kills the plugins).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+from . import console, locks
+from .causes import find_cause
+from .console import StepResult
+from .errors import ConfigError
+from .ledger import Ledger, identity
+from .settings import Settings, meltano_exe
+
+# lines of a Meltano run worth showing live (the full output is in the log file)
+PROGRESS = re.compile(
+    r"(committed \S+: \d+ rows|exported \d+ rows|schema change in .+|published \S+: \d+ rows|"
+    r"METRIC: .*\"record_count\".*|\d+ of \d+ (OK created|ERROR|FAIL)\b.*|Done\. PASS=.*)"
+)
+HEARTBEAT_SECONDS = 10
+_PR_SET_PDEATHSIG = 1
+
+# the Meltano jobs this process started and has not yet seen end: stopped with it (see stop_all)
+_children: set[subprocess.Popen[str]] = set()
+_children_lock = threading.Lock()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the process that started it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def stop_all() -> None:
+    """Kill the Meltano jobs this process runs (their guards then stop the plugins)."""
+    with _children_lock:
+        for child in list(_children):
+            try:
+                child.kill()
+            except ProcessLookupError:
+                pass
+
+
+def open_log(settings: Settings, step: str, day: dt.date) -> Path:
+    log_dir = settings.data_dir / "logs" / day.isoformat()
+    log_path = log_dir / f"{step}-{dt.datetime.now():%Y%m%dT%H%M%S%f}.log"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path.touch()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the log of {step} for {day} in {log_dir} ({exc.strerror}): free space or fix the "
+            "permissions of DATA_DIR, then rerun"
+        ) from None
+    return log_path
+
+
+def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, nice: int = 0) -> StepResult:
+    """Run one step's Meltano job for `day` (the caller holds the day's locks)."""
+    log_path = open_log(settings, step, day)
+    env = settings.meltano_env() | {"RUN_DATE": day.isoformat()}
+    started = time.monotonic()
+    ledger = Ledger(settings.data_dir)
+    try:
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                # --force: the project's locks decide who may run, not Meltano's job table (a killed
+                # run would block the job for minutes); --no-state-update: every run is a full,
+                # stateless extract. No --refresh-catalog: Meltano reuses tap-postgres's cached
+                # catalog, which elt:open-extract-postgres removes whenever the source schema changed
+                # (catalogs.py), so drift is still seen.
+                [*(["nice", "-n", str(nice)] if nice else []), meltano_exe(), "run", "--force", "--no-state-update", step],
+                cwd=settings.root,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                preexec_fn=_die_with_parent,
+            )
+            owner = identity(process.pid)
+            with _children_lock:
+                _children.add(process)
+            code = _follow(process, log, settings, step, day, quiet)
+            with _children_lock:
+                _children.discard(process)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the log {log_path} of {step} for {day} ({exc.strerror}): free space, then rerun") from None
+    seconds = time.monotonic() - started
+    run = ledger.of_owner(day, step, owner)
+    if code == 0 and run is not None and run.outcome == "succeeded":
+        return StepResult(step, day, True, seconds, run.rows, log_path=log_path)
+    if code == 0:
+        cause = f"the Meltano job {step} ended without recording success (is meltano.yml's job {step} complete?)"
+    elif code < 0:
+        cause = f"the Meltano job {step} was stopped by signal {signal.Signals(-code).name}"
+    else:
+        cause = find_cause(log_path.read_text(errors="replace"), step)
+    if run is None:
+        run_id = ledger.begin(day, step, console.command(console.resume_fixes(step, day)[0]), log_path)
+    else:
+        run_id = run.run_id
+    if code >= 0:  # a stopped job stays `running` with its owner gone: reported as interrupted
+        ledger.finish(run_id, "failed", error=cause)
+    ledger.set_log(run_id, log_path)
+    return StepResult(step, day, False, seconds, cause=cause, log_path=log_path)
+
+
+def _follow(process: subprocess.Popen[str], log, settings: Settings, step: str, day: dt.date, quiet: bool) -> int:  # type: ignore[no-untyped-def]
+    """Copy the job's output to its log, show progress, and say something at least every 10 s."""
+    assert process.stdout is not None
+    last = [time.monotonic()]
+    done = threading.Event()
+    started = time.monotonic()
+
+    def heartbeat() -> None:
+        while not done.wait(1):
+            if not quiet and time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
+                rows = rows_so_far(settings, step, day)
+                extra = f", {rows} rows so far" if rows is not None else ""
+                console.progress(step, f"running for {time.monotonic() - started:.0f} s{extra}")
+                last[0] = time.monotonic()
+
+    beat = threading.Thread(target=heartbeat, daemon=True)
+    beat.start()
+    try:
+        for line in process.stdout:
+            log.write(_redact(line, settings))
+            if not quiet and PROGRESS.search(line):
+                short = _short(line)
+                if short is not None:
+                    console.progress(step, short)
+                    last[0] = time.monotonic()
+        return process.wait()
+    finally:
+        done.set()
+
+
+def rows_so_far(settings: Settings, step: str, day: dt.date) -> int | None:
+    """Records written so far by a running step, where that can be read cheaply."""
+    if step.startswith("extract-"):
+        from .landing import SOURCES, Landing
+
+        staging = Landing(settings.data_dir).staging_dir(SOURCES[step.removeprefix("extract-")], day)
+        total = 0
+        for path in staging.glob("*.jsonl"):
+            try:
+                with path.open("rb") as handle:
+                    total += sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+            except OSError:
+                pass
+        return total
+    return None
+
+
+def _short(line: str) -> str | None:
+    line = re.sub(r"^\S+Z \[\w+\s*\] \S+\s+", "", line.strip())
+    metric = re.search(r'"value":\s*(\d+).*"stream":\s*"([^"]+)"', line)
+    if "METRIC" in line and metric:
+        if metric.group(1) == "0":
+            return None  # a stream's count before it starts: not progress, and misleading before a failure
+        return f"{metric.group(2)}: {metric.group(1)} rows"
+    return line[:160]
+
+
+def _redact(line: str, settings: Settings) -> str:
+    for secret in (settings.source.password, settings.warehouse.password):
+        if secret:
+            line = line.replace(secret, "********")
+    return line
+
+
+def execute(
+    settings: Settings, day: dt.date, steps: list[str], wait_seconds: float = 0, quiet: bool = False, nice: int = 0,
+    announce: bool = False,
+) -> list[StepResult]:
+    """Run `steps` for `day` in order, holding the day's locks throughout (the two extracts in
+    parallel); stops at the first failure."""
+    if settings.embedded:
+        from .database import EmbeddedPostgres
+
+        EmbeddedPostgres(settings).up(sync_passwords=False)
+    if "extract-csv" in steps and settings.csv_path == settings.source_dir / "order_details.csv":
+        from . import sourcedata
+
+        sourcedata.ensure(settings, "order_details.csv")
+
+    def one(step: str) -> StepResult:
+        if announce:
+            console.step_started(step, day)
+        result = run_step(settings, step, day, quiet, nice)
+        if announce:
+            console.step_ended(result)
+        return result
+
+    results: list[StepResult] = []
+    with ExitStack() as stack:
+        locks.acquire_day(stack, settings.data_dir, day, steps, wait_seconds)
+        extracts = [s for s in steps if s.startswith("extract-")]
+        if len(extracts) > 1:
+            with ThreadPoolExecutor(len(extracts)) as pool:
+                results += list(pool.map(one, extracts))
+        else:
+            results += [one(s) for s in extracts]
+        for step in [s for s in steps if s not in extracts]:
+            if not all(r.ok for r in results):
+                break
+            results.append(one(step))
+    return results
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGINT/SIGHUP (Airflow's timeout, make's Ctrl-C): stop the running jobs, then exit."""
+
+    def handler(signum: int, frame: object) -> None:
+        stop_all()
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, handler)

@@ -1,0 +1,25 @@
+{#
+    Transform's gate inside dbt (on-run-start in dbt_project.yml): `dbt build`, `run` and `test`
+    refuse a day the load step has not committed (no row of the day in raw._loads), so a plain
+    `RUN_DATE=D dbt build` cannot build an empty or stale day. (The `transform` job's
+    `elt:open-transform` checks more: that the load succeeded in this DATA_DIR's ledger and that
+    the landed files are still the ones it loaded.)
+#}
+{% macro assert_day_loaded() -%}
+    {%- if execute and flags.WHICH in ('build', 'run', 'test') -%}
+        {%- set day = run_date() -%}
+        {%- set loads = adapter.get_relation(database=target.database, schema='raw', identifier='_loads') -%}
+        {%- set found = 0 -%}
+        {%- if loads is not none -%}
+            {%- set result = run_query("select count(*) from " ~ loads ~ " where snapshot_date = '" ~ day ~ "'::date") -%}
+            {%- set found = result.columns[0].values()[0] -%}
+        {%- endif -%}
+        {%- if found == 0 -%}
+            {{ exceptions.raise_compiler_error(
+                "transform refuses to run for " ~ day ~ ": the warehouse holds no load of " ~ day
+                ~ " (raw._loads); run make load DATE=" ~ day ~ " (or RUN_DATE=" ~ day ~ " meltano run load) first"
+            ) }}
+        {%- endif -%}
+    {%- endif -%}
+    select 1 as day_loaded
+{%- endmacro %}
