@@ -10,9 +10,8 @@ import json
 import shutil
 from pathlib import Path
 
-from . import catalogs
+from . import catalogs, warehouse
 from . import export as export_mod
-from . import warehouse
 from .landing import SOURCES, Landing, PublishError, Source
 from .settings import Settings
 
