@@ -171,4 +171,3 @@ def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column]
         if name != "snapshot_date" and name not in staged_names:
             changes.append(f"schema change in {RAW}.{table} on {day}: column {name} is gone from the source; this day reads NULL")
     return changes
-
