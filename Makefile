@@ -12,7 +12,7 @@ DATE ?=
 export DATE
 
 .PHONY: help setup db-up db-down db-status extract-postgres extract-csv load transform export \
-        pipeline status backfill docs test clean
+        pipeline status backfill docs test test-unit lint clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,20 @@ docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 808
 
 test: setup airflow-setup ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## the quick tier: unit tests only, no database (under a minute)
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+LINT_STAMP := $(VENV)/.lint-setup-done
+$(LINT_STAMP): requirements-dev.txt $(SETUP_STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+lint: setup $(LINT_STAMP) ## ruff (check, format --check), sqlfluff on transform/, mypy on src/ (no database)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cd transform && ../$(BIN)/sqlfluff lint .
+	$(BIN)/mypy
 
 clean: ## stop the database and remove local state (.venv*, .meltano, .pg, .airflow, data/ except source files)
 	-@test -x $(NWELT) && $(NWELT) db down

@@ -35,6 +35,7 @@ does (`--step1 sequential` times them one after the other instead).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -144,10 +145,8 @@ def server_cpu(settings) -> float | None:  # type: ignore[no-untyped-def]
         postmaster = psutil.Process(int((EmbeddedPostgres(settings).data / "postmaster.pid").read_text().split()[0]))
         total = sum(postmaster.cpu_times()[:4])  # user, system, children_user, children_system
         for child in postmaster.children():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += sum(child.cpu_times()[:2])
-            except psutil.NoSuchProcess:
-                pass
         return total
     except (OSError, ValueError, psutil.Error):
         return None
@@ -312,7 +311,7 @@ def main() -> int:
             # as `make pipeline` runs them: both extract tasks at once
             started, server_before = time.monotonic(), server_cpu(bench.settings)
             with ThreadPoolExecutor(2) as pool:
-                both = dict(zip(EXTRACTS, pool.map(lambda s: bench.step(s, run), EXTRACTS)))
+                both = dict(zip(EXTRACTS, pool.map(bench.step, EXTRACTS, [run] * len(EXTRACTS)), strict=True))
             server_after = server_cpu(bench.settings)
             wall = Sample(time.monotonic() - started, sum(x.rows for x in both.values()),
                           sum(x.tree_rss for x in both.values()), max(x.proc_rss for x in both.values()),
@@ -380,7 +379,7 @@ def main() -> int:
             raw = med["copy-out"].seconds + med["copy-csv"].seconds + med["copy-in"].seconds
             line += f"; raw COPY {raw:.2f} s; ratio {total / raw:.0f}x"
         print(line)
-        parts = [med[STEP1] if STEP1 in med else None, med.get("load")]
+        parts = [med.get(STEP1), med.get("load")]
         if all(x is not None and x.server_cpu is not None for x in parts) and cpu:
             busy = sum(x.cpu + x.server_cpu for x in parts)  # type: ignore[union-attr,operator]
             print(f"CPU of step 1 + step 2 as the pipeline runs them: {busy:.1f} s (processes and PostgreSQL server); "

@@ -76,6 +76,15 @@ class Project:
         return {t: self.sql(f'select * from raw."{t}" where snapshot_date = %s order by 2, 3', (day,)) for t in tables}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test outside tests/unit is end to end (`e2e`): `pytest -m "not e2e"` (make test-unit)
+    runs the quick tier alone, with no database."""
+    unit = ROOT / "tests" / "unit"
+    for item in items:
+        if unit not in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
 def _setup_done() -> None:
     subprocess.run(["make", "--no-print-directory", "setup"], cwd=ROOT, check=True, capture_output=True)
 

@@ -126,7 +126,7 @@ def test_dag_integrity(tmp_path: Path) -> None:
 def test_dag_reads_nwelt_home_and_extract_retries_from_env(tmp_path: Path) -> None:
     summary = dag_summary(tmp_path, NWELT_HOME="/srv/northwind-elt", NWELT_EXTRACT_RETRIES="0")
     assert summary["import_errors"] == {}
-    for task_id, task in summary["tasks"].items():
+    for task in summary["tasks"].values():
         assert task["retries"] == 0
         assert task["bash_command"].startswith("/srv/northwind-elt/.venv/bin/nwelt run ")
 

@@ -256,7 +256,7 @@ def test_model_page_shows_the_lineage_of_orders_details(site_url: str, settings:
     full = _graph(result["fullscreen"])
     missing = [node for node in [MODEL, *STAGING, *SOURCES] if node not in full.nodes]
     assert not missing, f"not in the full lineage graph: {missing}; shown: {sorted(full.nodes)}"
-    for table, staging, source in zip(TABLES, STAGING, SOURCES):
+    for table, staging, source in zip(TABLES, STAGING, SOURCES, strict=True):
         assert full.nodes[staging] == f"stg_northwind__{table}"
         assert full.nodes[source] == f"northwind.{table}"
         assert (source, staging) in full.edges, f"no edge {source} -> {staging}"

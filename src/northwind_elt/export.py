@@ -13,10 +13,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from json.encoder import encode_basestring  # json.dumps(str, ensure_ascii=False)
 import shutil
 import uuid
 from decimal import Decimal
+from json.encoder import encode_basestring  # json.dumps(str, ensure_ascii=False)
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +67,14 @@ def _json(value: Any) -> str:
     if value is None:
         return "null"
     if kind is str:
-        return encode_basestring(value)
+        encoded: str = encode_basestring(value)
+        return encoded
     if kind is bool:
         return "true" if value else "false"
     if kind is int or kind is Decimal:
         return str(value)
     if kind is dt.date or kind is dt.datetime:
-        return '"' + value.isoformat() + '"'
+        return f'"{value.isoformat()}"'
     return json.dumps(value if isinstance(value, (list, dict, float)) else str(value), ensure_ascii=False)
 
 
@@ -122,7 +123,7 @@ def _write(cursor: psycopg.Cursor, csv_file: Path, json_file: Path) -> int:
                 writer.writerow(names)
                 keys = [encode_basestring(n) + ": " for n in names]
             writer.writerow([_text(v) for v in record])
-            fields = ", ".join([k + _json(v) for k, v in zip(keys, record)])
+            fields = ", ".join([k + _json(v) for k, v in zip(keys, record, strict=True)])
             j.write(("\n  {" if rows == 0 else ",\n  {") + fields + "}")
             rows += 1
         j.write("\n]\n")

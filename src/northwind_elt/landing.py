@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
-from .atomic import atomic_path, dumps, replace_dir, write_json
+from .atomic import atomic_path, replace_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,8 @@ class Landing:
         return result
 
     def schema(self, source: Source, table: str, day: dt.date) -> dict[str, Any]:
-        return json.loads((self.day_dir(source, table, day) / "_schema.json").read_text())
+        stored: dict[str, Any] = json.loads((self.day_dir(source, table, day) / "_schema.json").read_text())
+        return stored
 
     def check_day(self, day: dt.date) -> dict[tuple[Source, str], dict[str, Any]]:
         """The gate of step 2: both step-1 tasks succeeded for `day`, files intact.
@@ -283,7 +284,7 @@ def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path, wh
         for current, line in _sorted_runs(lines(), keys, scratch):
             if keys:
                 if current == previous:
-                    shown = ", ".join(f"{k}={v[1]}" for k, v in zip(keys, current))
+                    shown = ", ".join(f"{k}={v[1]}" for k, v in zip(keys, current, strict=True))
                     raise PublishError(
                         f"{what}: duplicate key ({shown}); a day must hold each key once "
                         "(policy: the day is rejected, nothing is published): fix the source and rerun"

@@ -181,11 +181,3 @@ def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column]
         if name != "snapshot_date" and name not in staged_names:
             changes.append(f"schema change in {RAW}.{table} on {day}: column {name} is gone from the source; this day reads NULL")
     return changes
-
-
-def loaded_days(settings: Settings) -> set[dt.date]:
-    with connect(settings) as conn:
-        exists = conn.execute("select to_regclass('raw._loads')").fetchone()[0]  # type: ignore[index]
-        if not exists:
-            return set()
-        return {row[0] for row in conn.execute("select distinct snapshot_date from raw._loads")}

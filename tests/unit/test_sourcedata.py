@@ -53,6 +53,6 @@ def test_without_shared_copy_it_downloads_from_the_pinned_commit(isolated: setti
         raise OSError("network unreachable")
 
     monkeypatch.setattr(sourcedata.urllib.request, "urlopen", offline)
-    with pytest.raises(ConfigError, match="cannot download northwind.sql"):
+    with pytest.raises(ConfigError, match=r"cannot download northwind\.sql"):
         sourcedata.ensure(isolated, "northwind.sql")
     assert asked == [f"{sourcedata.REPO_URL}/{sourcedata.COMMIT}/data/northwind.sql"]

@@ -31,14 +31,9 @@
     {%- set text = value | string | trim -%}
     {%- set not_a_date = name ~ " is " ~ (text | tojson)
             ~ ", not a date: use the form YYYY-MM-DD, e.g. 2024-01-01" -%}
+    {#- the form only: whether it is a day of the calendar (no 2024-02-30) is checked by
+        PostgreSQL's cast in check_run_date(), which runs before any model -#}
     {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', text) -%}
-        {{ exceptions.raise_compiler_error(not_a_date) }}
-    {%- endif -%}
-    {#- the form is right; is it a day of the calendar (no 2024-02-30)? -#}
-    {%- set year, month, day = text.split('-') | map('int') | list -%}
-    {%- set leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 -%}
-    {%- set month_days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] -%}
-    {%- if month < 1 or month > 12 or day < 1 or day > month_days[month - 1] -%}
         {{ exceptions.raise_compiler_error(not_a_date) }}
     {%- endif -%}
     {{- return(text) -}}
@@ -51,7 +46,10 @@
 {#
     Runs first in every `dbt build/run/test` (on-run-start in dbt_project.yml): a missing or
     malformed run_date stops the command with one clear error before any model is touched,
-    instead of one error per model and test.
+    instead of one error per model and test. A day of the right form but not in the calendar
+    is refused by the cast itself (`date/time field value out of range: "2024-02-30"`): the hook
+    fails, and so does every model and test at the same cast before it writes anything. (`nwelt`
+    and `make` check DATE before dbt starts.)
 #}
 {% macro check_run_date() -%}
     select {{ run_date_literal() }} as run_date

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import shutil
 import urllib.parse
@@ -74,7 +75,7 @@ class LandedStream(Stream):
         with self.path.open("rb") as handle:
             number = 0
             while True:
-                lines = [line for _, line in zip(range(limit), handle)]
+                lines = list(itertools.islice(handle, limit))
                 if not lines:
                     break
                 chunk = self.chunk_dir / f"{number:05d}.jsonl"

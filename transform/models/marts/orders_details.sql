@@ -111,23 +111,23 @@ order_lines as (
     from order_details
 
     left join orders
-        on  orders.snapshot_date = order_details.snapshot_date
+        on orders.snapshot_date = order_details.snapshot_date
         and orders.order_id = order_details.order_id
 
     left join products
-        on  products.snapshot_date = order_details.snapshot_date
+        on products.snapshot_date = order_details.snapshot_date
         and products.product_id = order_details.product_id
 
     left join customers
-        on  customers.snapshot_date = orders.snapshot_date
+        on customers.snapshot_date = orders.snapshot_date
         and customers.customer_id = orders.customer_id
 
     left join employees
-        on  employees.snapshot_date = orders.snapshot_date
+        on employees.snapshot_date = orders.snapshot_date
         and employees.employee_id = orders.employee_id
 
     left join shippers
-        on  shippers.snapshot_date = orders.snapshot_date
+        on shippers.snapshot_date = orders.snapshot_date
         and shippers.shipper_id = orders.ship_via
 
 )

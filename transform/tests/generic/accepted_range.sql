@@ -1,4 +1,10 @@
 {#
+    A local copy of dbt_utils' `accepted_range` test (dbt-labs/dbt-utils, Apache License 2.0),
+    kept here because the dbt package hub cannot be reached offline (`dbt deps` fails). It differs
+    in one argument: dbt_utils has one `inclusive` flag for both bounds, this copy has
+    `min_inclusive` and `max_inclusive` (0 <= discount < 1 needs both kinds). Replace it with the
+    package's test if the project ever vendors dbt_utils.
+
     Every non-null value of `column_name` lies in a range; either bound may be left out, and each
     bound is inclusive unless told otherwise.
 

@@ -1,0 +1,121 @@
+"""Tests for load/tap-landing on a landed day built in a temporary folder (no database):
+the Singer SDK's standard tap tests, BATCH chunking byte for byte, and the RECORD fallback."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+from landed_day import CSV, DAY, POSTGRES, land_day
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+from northwind_elt.landing import GateError
+from tap_landing.tap import TapLanding
+
+# --- Singer SDK standard tests ----------------------------------------------
+# get_tap_test_class needs its config when the class is created, so the day is landed at import
+# time into a temporary folder removed at exit.
+_SAMPLE_DIR = Path(tempfile.mkdtemp(prefix="tap-landing-"))
+atexit.register(shutil.rmtree, _SAMPLE_DIR, ignore_errors=True)
+land_day(_SAMPLE_DIR)
+
+TestTapLandingStandard = get_tap_test_class(
+    TapLanding,
+    config={"data_dir": str(_SAMPLE_DIR), "date": DAY.isoformat()},
+    # an empty table lands and replays as a schema without records (two Northwind tables are empty)
+    suite_config=SuiteConfig(ignore_no_records_for_streams=["load_20240101-shippers"]),
+)
+
+
+# --- helpers -------------------------------------------------------------------
+def sync(capsys: pytest.CaptureFixture[str], data_dir: Path, batch_rows: int) -> list[dict[str, Any]]:
+    """Run the tap in process; its Singer messages."""
+    capsys.readouterr()
+    TapLanding(config={"data_dir": str(data_dir), "date": DAY.isoformat(), "batch_rows": batch_rows}).sync_all()
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+def batch_files(messages: list[dict[str, Any]], stream: str) -> list[Path]:
+    return [
+        Path(urllib.parse.urlparse(url).path)
+        for m in messages
+        if m["type"] == "BATCH" and m["stream"] == stream
+        for url in m["manifest"]
+    ]
+
+
+def records(messages: list[dict[str, Any]], stream: str) -> list[dict[str, Any]]:
+    return [m["record"] for m in messages if m["type"] == "RECORD" and m["stream"] == stream]
+
+
+ORDERS = "load_20240101-orders"
+LINES = "load_20240101-order_details"
+
+
+# --- BATCH messages --------------------------------------------------------------
+def test_a_big_table_is_cut_into_chunks_byte_for_byte(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    landing = land_day(tmp_path, order_count=3, line_count=11)
+    messages = sync(capsys, tmp_path, batch_rows=4)
+    assert not records(messages, LINES)
+    chunks = batch_files(messages, LINES)
+    landed = landing.records_file(CSV, "order_details", DAY).read_bytes()
+    assert [len(c.read_bytes().splitlines()) for c in chunks] == [4, 4, 3]
+    assert b"".join(c.read_bytes() for c in chunks) == landed  # never parsed, never rewritten
+    assert all(c.parent.is_relative_to(tmp_path / ".staging" / "tap_landing" / DAY.isoformat()) for c in chunks)
+    # a table within batch_rows is referenced where it landed, not copied
+    assert batch_files(messages, ORDERS) == [landing.records_file(POSTGRES, "orders", DAY)]
+    # an empty table sends its schema and no batch
+    assert not batch_files(messages, "load_20240101-shippers")
+    assert any(m["type"] == "SCHEMA" and m["stream"] == "load_20240101-shippers" for m in messages)
+
+
+def test_chunks_of_an_earlier_replay_are_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    land_day(tmp_path, line_count=9)
+    first = batch_files(sync(capsys, tmp_path, batch_rows=2), LINES)
+    assert len(first) == 5
+    land_day(tmp_path, line_count=4)  # step 1 reran with fewer rows
+    second = batch_files(sync(capsys, tmp_path, batch_rows=2), LINES)
+    assert len(second) == 2
+    assert sorted(p.name for p in second[0].parent.iterdir()) == sorted(p.name for p in second)  # no stale chunk
+
+
+# --- RECORD fallback -------------------------------------------------------------
+def test_batch_rows_zero_replays_record_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    landing = land_day(tmp_path, line_count=6)
+    messages = sync(capsys, tmp_path, batch_rows=0)
+    assert not any(m["type"] == "BATCH" for m in messages)
+    landed = [json.loads(line) for line in landing.records_file(CSV, "order_details", DAY).read_text().splitlines()]
+    assert records(messages, LINES) == landed
+
+
+def test_a_data_dir_needing_url_escaping_falls_back_to_record_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "my data #1"
+    landing = land_day(data_dir, order_count=3, line_count=11)
+    messages = sync(capsys, data_dir, batch_rows=4)
+    assert not any(m["type"] == "BATCH" for m in messages)
+    landed = [json.loads(line) for line in landing.records_file(CSV, "order_details", DAY).read_text().splitlines()]
+    assert records(messages, LINES) == landed
+    assert len(records(messages, ORDERS)) == 3
+    assert not (data_dir / ".staging" / "tap_landing").exists()  # nothing cut
+
+
+def test_numbers_keep_their_exact_decimal_text_in_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    land_day(tmp_path, order_count=3)
+    messages = sync(capsys, tmp_path, batch_rows=0)
+    assert [r["freight"] for r in records(messages, ORDERS)] == [0.25, 1.25, 2.25]
+    schema = next(m for m in messages if m["type"] == "SCHEMA" and m["stream"] == ORDERS)
+    assert schema["key_properties"] == ["order_id"]
+
+
+# --- the gate ----------------------------------------------------------------------
+def test_discovery_runs_the_gate(tmp_path: Path) -> None:
+    landing = land_day(tmp_path)
+    landing.task_marker(CSV, DAY).unlink()
+    with pytest.raises(GateError, match="make extract-csv DATE=2024-01-01"):
+        TapLanding(config={"data_dir": str(tmp_path), "date": DAY.isoformat(), "batch_rows": 4})
