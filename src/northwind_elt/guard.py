@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks.abandon(settings_mod.load(), args.step, day)
     except Exception:  # best effort: the next run of the step cleans up too
         pass
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the locks are free before the guard file goes
     guard_file(data_dir, day, args.step).unlink(missing_ok=True)
     return 0
 

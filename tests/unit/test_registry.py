@@ -1,0 +1,68 @@
+"""The step registry is the one home of the step graph: meltano.yml, the lock table and the
+backfill's stages all agree with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from northwind_elt import registry
+from northwind_elt.registry import EXCLUSIVE, SHARED
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _meltano_jobs() -> dict[str, list[str]]:
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    return {job["name"]: job["tasks"] for job in project["jobs"]}
+
+
+def test_every_step_is_a_meltano_job_opened_and_closed_by_the_glue() -> None:
+    jobs = _meltano_jobs()
+    assert set(jobs) == set(registry.NAMES)
+    for step in registry.STEPS:
+        middle = [step.plugins] if step.plugins else []
+        assert jobs[step.name] == [f"elt:open-{step.name}", *middle, f"elt:close-{step.name}"], step.name
+
+
+def test_every_glue_command_of_a_job_exists_and_names_its_step() -> None:
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    elt = next(p for p in project["plugins"]["utilities"] if p["name"] == "elt")
+    for step in registry.NAMES:
+        for action in ("open", "close"):
+            assert elt["commands"][f"{action}-{step}"] == f"task {action} {step} --date ${{RUN_DATE}}"
+
+
+def test_upstream_steps_come_first_and_exist() -> None:
+    for index, step in enumerate(registry.STEPS):
+        for up in step.upstream:
+            assert registry.NAMES.index(up) < index
+
+
+def test_stages_group_steps_by_depth() -> None:
+    stages = [[s.name for s in stage] for stage in registry.stages()]
+    assert stages == [["extract-postgres", "extract-csv"], ["load"], ["transform"], ["export"]]
+
+
+def test_locks_exclusive_wins_over_shared() -> None:
+    assert registry.locks_for(["load"]) == {"postgres": SHARED, "csv": SHARED, "warehouse": EXCLUSIVE}
+    combined = registry.locks_for(["extract-postgres", "extract-csv", "load", "transform", "export"])
+    assert combined == {"postgres": EXCLUSIVE, "csv": EXCLUSIVE, "warehouse": EXCLUSIVE, "output": EXCLUSIVE}
+    assert registry.locks_for(["export"]) == {"warehouse": SHARED, "output": EXCLUSIVE}
+
+
+def test_the_two_extracts_can_run_side_by_side_but_load_waits_for_both() -> None:
+    postgres, csv, load = (registry.get(n).locks() for n in ("extract-postgres", "extract-csv", "load"))
+    assert not set(postgres) & set(csv)
+    assert set(postgres) <= set(load) and set(csv) <= set(load)
+
+
+def test_downstream_and_unknown_steps() -> None:
+    assert registry.downstream_of("load") == ["load", "transform", "export"]
+    try:
+        registry.get("nope")
+    except ValueError as exc:
+        assert "extract-postgres" in str(exc)
+    else:
+        raise AssertionError("an unknown step was accepted")
