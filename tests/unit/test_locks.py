@@ -66,7 +66,7 @@ def test_a_lock_held_by_an_ancestor_covers_its_descendants(tmp_path: Path) -> No
             fds = locks.acquire_day(stack, Path({str(tmp_path)!r}), dt.date(2024, 1, 1), ["load"])
             print(len(fds))
     """)
-    with locks.hold(tmp_path, DAY, ["load", "transform"]):
+    with locks.hold(tmp_path, DAY, ["extract-postgres", "extract-csv", "load"]):  # all three exclusive
         child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert child.stdout.strip() == "0"  # nothing taken: covered by this (ancestor) process
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
