@@ -81,8 +81,17 @@ clean: ## stop the database and remove local state (.venv*, .meltano, .pg, .airf
 # Airflow lives in its own venv (.venv-airflow) so its pins never meet the pipeline's.
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.setup-done
-AIRFLOW_ENV := PATH="$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH" AIRFLOW_HOME=$(CURDIR)/.airflow \
-               AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/orchestrate/airflow/dags AIRFLOW__CORE__LOAD_EXAMPLES=False
+# `make airflow`: the UI on 127.0.0.1:8080; AIRFLOW__API__PORT=N moves it (the workers' execution
+# API URL follows), AIRFLOW__API__HOST=0.0.0.0 opens it to the network (the Compose service does).
+# LocalExecutor runs as many tasks at once as the machine has cores (AIRFLOW__CORE__PARALLELISM).
+AIRFLOW__API__PORT ?= 8080
+AIRFLOW__API__HOST ?= 127.0.0.1
+AIRFLOW__CORE__PARALLELISM ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+export AIRFLOW__API__PORT AIRFLOW__API__HOST AIRFLOW__CORE__PARALLELISM
+AIRFLOW_HOME ?= $(CURDIR)/.airflow
+AIRFLOW_ENV := PATH="$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH" AIRFLOW_HOME=$(AIRFLOW_HOME) \
+               AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/orchestrate/airflow/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
+               AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW__API__PORT)/execution/
 .PHONY: airflow-setup airflow
 
 airflow-setup: $(AIRFLOW_STAMP) ## create .venv-airflow with the pinned Airflow 3 (quick when done)
@@ -93,8 +102,8 @@ $(AIRFLOW_STAMP): orchestrate/airflow/requirements.txt
 	$(AIRFLOW_VENV)/bin/uv pip install --quiet --compile-bytecode --python $(AIRFLOW_VENV)/bin/python -r orchestrate/airflow/requirements.txt
 	touch $@
 
-airflow: setup airflow-setup ## Airflow UI + scheduler on http://localhost:8080 with the northwind_elt DAG (airflow standalone)
-	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow standalone
+airflow: setup airflow-setup ## Airflow UI + scheduler on http://127.0.0.1:8080 (AIRFLOW__API__PORT=N moves it) with the northwind_elt DAG
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/python orchestrate/airflow/standalone.py
 
 SCALE ?= 1
 .PHONY: bench

@@ -73,7 +73,9 @@ if dag is not None:
                 "upstream": sorted(t.upstream_task_ids),
                 "retries": t.retries,
                 "exponential_backoff": t.retry_exponential_backoff,
-                "bash_command": t.bash_command,
+                "operator": type(t).__name__,
+                "execution_timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                "command": t.python_callable.__globals__["step_command"](t.op_kwargs["step"], "2019-09-01"),
             }
             for t in dag.tasks
         },
@@ -100,11 +102,12 @@ def test_dag_integrity(tmp_path: Path) -> None:
     assert summary["import_errors"] == {}
     assert summary["dag_ids"] == ["northwind_elt"]
     assert summary["schedule"] == "@daily"
-    assert summary["start_date"] == "2024-01-01T00:00:00+00:00"
+    assert summary["start_date"] == "1970-01-01T00:00:00+00:00"  # no past day is silently skipped
     assert summary["catchup"] is False
     assert summary["max_active_runs"] == 1
     assert summary["tags"] == ["elt", "northwind"]
     assert "backfill create" in summary["doc_md"]
+    assert summary["doc_md"].lstrip().startswith("### northwind_elt")  # the module docstring
 
     tasks = summary["tasks"]
     assert sorted(tasks) == sorted(TASKS)
@@ -118,9 +121,11 @@ def test_dag_integrity(tmp_path: Path) -> None:
     for task_id in ("load", "transform", "export"):  # a retry cannot fix a refused gate or a failed test
         assert tasks[task_id]["retries"] == 0
 
-    for task_id, task in tasks.items():  # the same command as `make <step>`, for the logical date
+    for task_id, task in tasks.items():  # the same command as `make <step>`, as an argument list
         step = task_id.replace("_", "-")
-        assert task["bash_command"] == f"{ROOT}/.venv/bin/nwelt run {step} --date {{{{ ds }}}} --wait 600"
+        assert task["operator"] == "PythonOperator"  # no shell between Airflow and nwelt
+        assert task["command"] == [f"{ROOT}/.venv/bin/nwelt", "run", step, "--date", "2019-09-01", "--wait", "600"]
+        assert task["execution_timeout"] == 7200
 
 
 def test_dag_reads_nwelt_home_and_extract_retries_from_env(tmp_path: Path) -> None:
@@ -128,7 +133,7 @@ def test_dag_reads_nwelt_home_and_extract_retries_from_env(tmp_path: Path) -> No
     assert summary["import_errors"] == {}
     for task in summary["tasks"].values():
         assert task["retries"] == 0
-        assert task["bash_command"].startswith("/srv/northwind-elt/.venv/bin/nwelt run ")
+        assert task["command"][0] == "/srv/northwind-elt/.venv/bin/nwelt"
 
 
 # -- real runs: `airflow dags test` --------------------------------------------------------------
@@ -207,3 +212,58 @@ def test_failed_extract_stops_the_day_before_load(project: Project, tmp_path: Pa
     assert str(missing_csv) in output  # the cause names the file
     # project.settings = settings.load() with this module's WAREHOUSE_PG_DATABASE
     assert rows_loaded(project.settings, D2) == {}, f"rows of {D2} reached the warehouse"
+
+
+# -- a real scheduler: `make airflow` on a non-default port (docs: README "Airflow" section) ------
+
+
+@pytest.mark.slow
+def test_make_airflow_on_another_port_runs_a_past_day(project: Project, tmp_path: Path) -> None:
+    """`AIRFLOW__API__PORT=56580 make airflow`, then a DAG run for a past day before 2024: the
+    workers reach the execution API on the moved port and the day's export has every row."""
+    import socket
+    import time
+
+    port, day = 56580, "2019-09-01"
+    env = airflow_env(tmp_path / "airflow", **project.env, NWELT_EXTRACT_RETRIES="0", AIRFLOW__API__PORT=str(port))
+    env.pop("AIRFLOW__CORE__DAGS_FOLDER")  # the Makefile sets it
+    log = (tmp_path / "standalone.log").open("w")
+    server = subprocess.Popen(["make", "--no-print-directory", "airflow"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            listed = airflow(env, "dags", "list", "-o", "json")
+            if listed.returncode == 0 and "northwind_elt" in listed.stdout:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                    break
+                except OSError:
+                    pass
+            assert server.poll() is None, f"make airflow exited; see {tmp_path / 'standalone.log'}"
+            time.sleep(5)
+        # the UI listens on 127.0.0.1 only, and no log server listens anywhere
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+        assert f"127.0.0.1:{port} " in listening and f"0.0.0.0:{port} " not in listening and f"*:{port} " not in listening
+        assert ":8793 " not in listening and ":8794 " not in listening
+        assert airflow(env, "dags", "unpause", "northwind_elt").returncode == 0
+        trigger = airflow(env, "dags", "trigger", "northwind_elt", "--logical-date", f"{day}T00:00:00+00:00", "-o", "json")
+        assert trigger.returncode == 0, trigger.stderr[-3000:]
+        state = ""
+        while time.monotonic() < deadline + 900 and state not in ("success", "failed"):
+            time.sleep(10)
+            runs = airflow(env, "dags", "list-runs", "northwind_elt", "-o", "json")
+            matching = [r for r in json.loads(runs.stdout or "[]") if r["logical_date"].startswith(day)]
+            state = matching[0]["state"] if matching else ""
+        assert state == "success", f"DAG run of {day}: {state!r}; see {tmp_path / 'standalone.log'}"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+    output = project.data_dir / "output" / day / "orders_details.csv"
+    rows = project.sql("select count(*) from marts.orders_details where snapshot_date = %s", (day,))[0][0]
+    assert rows > 0
+    import csv
+
+    with output.open(newline="") as handle:
+        assert sum(1 for _ in csv.reader(handle)) - 1 == rows

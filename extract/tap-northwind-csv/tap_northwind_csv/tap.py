@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-from tap_northwind_csv.streams import PARSERS, CsvFileStream
+from tap_northwind_csv.streams import PARSERS, CsvFileStream, CsvInputError
 from tap_northwind_csv.writer import BufferedMsgSpecWriter
+
+
+def _from_project_root(path: str) -> Path:
+    """A relative path is read from the Meltano project root (not from the current folder)."""
+    root = os.environ.get("MELTANO_PROJECT_ROOT")
+    return Path(root, path) if root and not Path(path).is_absolute() else Path(path)
 
 
 class TapNorthwindCsv(Tap):
@@ -23,7 +32,7 @@ class TapNorthwindCsv(Tap):
             th.ArrayType(
                 th.ObjectType(
                     th.Property("stream", th.StringType, required=True),
-                    th.Property("path", th.StringType, required=True),
+                    th.Property("path", th.StringType, description="The CSV file (or set `paths`)."),
                     th.Property("key_properties", th.ArrayType(th.StringType)),
                     th.Property(
                         "columns",
@@ -39,11 +48,23 @@ class TapNorthwindCsv(Tap):
             required=True,
             description="One entry per CSV file; each becomes one stream.",
         ),
+        th.Property(
+            "paths",
+            th.ObjectType(additional_properties=th.StringType),
+            description="Stream name -> CSV file; wins over the `path` of that stream's `files` entry.",
+        ),
     ).to_dict()
 
     def discover_streams(self) -> list[Stream]:
         """Return one full-table stream per entry of `files`."""
-        return [CsvFileStream(self, file_config) for file_config in self.config["files"]]
+        paths = self.config.get("paths") or {}
+        streams = []
+        for file_config in self.config["files"]:
+            path = paths.get(file_config["stream"]) or file_config.get("path")
+            if not path:
+                raise CsvInputError(f"stream {file_config['stream']}: no CSV file configured (set `paths` or `path`)")
+            streams.append(CsvFileStream(self, {**file_config, "path": str(_from_project_root(path))}))
+        return streams
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import os
 import shutil
 import urllib.parse
 from collections.abc import Iterable
@@ -94,7 +95,7 @@ class TapLanding(Tap):
     name = "tap-landing"
     config_jsonschema = th.PropertiesList(
         th.Property("data_dir", th.StringType, required=True, description="DATA_DIR of the landing layout"),
-        th.Property("date", th.DateType, required=True, description="the day D to replay (YYYY-MM-DD)"),
+        th.Property("date", th.DateType, description="the day D to replay (YYYY-MM-DD; Meltano reads RUN_DATE)"),
         th.Property(
             "batch_rows",
             th.IntegerType,
@@ -104,7 +105,13 @@ class TapLanding(Tap):
     ).to_dict()
 
     def discover_streams(self) -> list[Stream]:
-        day = dt.date.fromisoformat(self.config["date"])
-        landing = Landing(Path(self.config["data_dir"]))
+        raw_day = self.config.get("date")
+        if not raw_day:
+            raise SystemExit("tap-landing: the day to load is not set: set RUN_DATE=YYYY-MM-DD (e.g. RUN_DATE=2024-01-01 meltano run load)")
+        day = dt.date.fromisoformat(raw_day)
+        data_dir = Path(self.config["data_dir"])
+        if not data_dir.is_absolute():  # DATA_DIR=data means <project root>/data, wherever meltano runs from
+            data_dir = Path(os.environ.get("MELTANO_PROJECT_ROOT", ".")).resolve() / data_dir
+        landing = Landing(data_dir)
         tables = landing.check_day(day)  # the gate: raises GateError naming what to rerun
         return [LandedStream(self, source, table, day, landing, info["rows"]) for (source, table), info in tables.items()]

@@ -1,47 +1,11 @@
-"""The northwind-elt pipeline as one daily Airflow DAG.
-
-Each task runs the same command as `make <step> DATE=...`, with the run's logical date:
-
-    {repo}/.venv/bin/nwelt run <step> --date {{ ds }} --wait 600
-
-so the run ledger, the per-day locks, the gate before `load` and the failure messages are the
-project's own, whether a step runs from make or from Airflow. The repository is found from
-this file's location (orchestrate/airflow/dags/ -> three folders up); set NWELT_HOME to point
-elsewhere (e.g. a deployment that mounts the DAG folder apart from the repository).
-
-Settings (DATA_DIR, NWELT_DB, SOURCE_PG_*, WAREHOUSE_PG_*, ...) come from the repository's
-.env, or from the environment of the Airflow worker, which every task inherits.
 """
-
-from __future__ import annotations
-
-import os
-import shlex
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-
-from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG
-
-NWELT_HOME = Path(os.environ.get("NWELT_HOME") or Path(__file__).resolve().parents[3])
-NWELT = NWELT_HOME / ".venv" / "bin" / "nwelt"
-
-# Extracts read live sources, so a retry can help (a source restarting, a busy network).
-# NWELT_EXTRACT_RETRIES=0 turns retries off, e.g. in tests that expect a failure at once.
-EXTRACT_RETRIES = int(os.environ.get("NWELT_EXTRACT_RETRIES", "2"))
-BACKOFF = {
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,  # waits about 1, 2, 4, ... minutes between tries
-    "max_retry_delay": timedelta(minutes=15),
-}
-
-DOC_MD = """
 ### northwind_elt
 
-One run per day D, the run's logical date (`{{ ds }}`; a scheduled `@daily` run of Airflow 3
-starts at 00:00 UTC of D itself): the Northwind source tables and
-`order_details.csv` are landed on disk for D, loaded into the warehouse, modelled by dbt
-into the `orders_details` mart and exported to `data/output/D/orders_details.{csv,json}`.
+The northwind-elt pipeline as one daily Airflow DAG. One run per day D, the run's logical date
+(`{{ ds }}`; a scheduled `@daily` run of Airflow 3 starts at 00:00 UTC of D itself): the
+Northwind source tables and `order_details.csv` are landed on disk for D, loaded into the
+warehouse, modelled by dbt into the `orders_details` mart and exported to
+`data/output/D/orders_details.{csv,json}`.
 
 ```
 extract_postgres ─┐
@@ -49,26 +13,91 @@ extract_postgres ─┐
 extract_csv ──────┘
 ```
 
-* Each task runs `nwelt run <step> --date D --wait 600`, exactly what `make <step> DATE=D`
-  runs; its log shows the step's summary, and on failure the cause, the step's own log file
-  and the command that resumes the day.
+* Each task runs `nwelt run <step> --date D --wait 600` (an argument list, no shell), exactly
+  what `make <step> DATE=D` runs; its log shows the step's output, and on failure the cause,
+  the step's own log file and the command that resumes the day.
+* Every task has an `execution_timeout` (NWELT_TASK_TIMEOUT_MINUTES, default 120); on timeout
+  the step's whole process group is stopped and the task fails.
 * Extract tasks retry with exponential back-off; `load`, `transform` and `export` do not
   (a retry cannot fix a refused gate or a failed dbt test: fix the cause, then clear the task).
 * The gate lives in the step: clearing only `load` still refuses when an extract of D is missing.
-* `catchup=False`: enabling the DAG runs only the latest day. For past days run
-  `airflow backfill create --dag-id northwind_elt --from-date 2024-01-01 --to-date 2024-01-31`
-  (Airflow 3), or `make backfill START=... END=...` without Airflow.
+* Any past day can run: `start_date` is 1970-01-01 so no day is silently skipped; a future
+  day fails loudly (nwelt refuses it). `catchup=False`: enabling the DAG runs only the latest
+  day. For past days run `airflow dags test northwind_elt 2024-01-01` (one day, in the
+  foreground) or `airflow backfill create --dag-id northwind_elt --from-date 2024-01-01
+  --to-date 2024-01-31` (Airflow 3, with the scheduler running), or `make backfill
+  START=... END=...` without Airflow.
 * `max_active_runs=1`: days run one after another.
+* The schedule is this DAG's `@daily`; Meltano's `schedules:` entry `daily-pipeline` in
+  meltano.yml says the same for `meltano schedule list` (this DAG wins if they ever differ).
+
+The repository is found from this file's location (orchestrate/airflow/dags/ -> three folders
+up); set NWELT_HOME to point elsewhere. Settings (DATA_DIR, NWELT_DB, SOURCE_PG_*,
+WAREHOUSE_PG_*, ...) come from the repository's .env, or from the environment of the Airflow
+worker, which every task inherits.
 """
 
+from __future__ import annotations
 
-def step(task_id: str, retries: int = 0) -> BashOperator:
+import os
+import signal
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from airflow.exceptions import AirflowException
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG
+
+NWELT_HOME = Path(os.environ.get("NWELT_HOME") or Path(__file__).resolve().parents[3])
+NWELT = NWELT_HOME / ".venv" / "bin" / "nwelt"
+LOCK_WAIT_SECONDS = 600
+
+# Extracts read live sources, so a retry can help (a source restarting, a busy network).
+# NWELT_EXTRACT_RETRIES=0 turns retries off, e.g. in tests that expect a failure at once.
+EXTRACT_RETRIES = int(os.environ.get("NWELT_EXTRACT_RETRIES", "2"))
+EXECUTION_TIMEOUT = timedelta(minutes=int(os.environ.get("NWELT_TASK_TIMEOUT_MINUTES", "120")))
+BACKOFF = {
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,  # waits about 1, 2, 4, ... minutes between tries
+    "max_retry_delay": timedelta(minutes=15),
+}
+
+
+def step_command(step: str, ds: str) -> list[str]:
+    """The command of one step for one day: the same as `make <step> DATE=<ds>`."""
+    return [str(NWELT), "run", step, "--date", ds, "--wait", str(LOCK_WAIT_SECONDS)]
+
+
+def run_step(step: str, ds: str) -> None:
+    """Run the step for the logical date, its output in the task log; stop it with the task."""
+    command = step_command(step, ds)
+    print("running:", " ".join(command), flush=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+        code = process.wait()
+    finally:  # a timeout or a killed task: stop nwelt and its Meltano/dbt children too
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    if code != 0:
+        raise AirflowException(f"step {step} for {ds} failed (exit {code}); the cause and the command to resume are above")
+
+
+def step(task_id: str, retries: int = 0) -> PythonOperator:
     """A task that runs one pipeline step for the run's logical date."""
-    name = task_id.replace("_", "-")
-    return BashOperator(
+    return PythonOperator(
         task_id=task_id,
-        bash_command=f"{shlex.quote(str(NWELT))} run {name} --date {{{{ ds }}}} --wait 600",
+        python_callable=run_step,
+        op_kwargs={"step": task_id.replace("_", "-")},
         retries=retries,
+        execution_timeout=EXECUTION_TIMEOUT,
         **(BACKOFF if retries else {}),
     )
 
@@ -76,9 +105,9 @@ def step(task_id: str, retries: int = 0) -> BashOperator:
 with DAG(
     dag_id="northwind_elt",
     description="Northwind source + order_details.csv -> warehouse -> orders_details mart -> CSV/JSON",
-    doc_md=DOC_MD,
+    doc_md=__doc__,
     schedule="@daily",
-    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(1970, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
     tags=["northwind", "elt"],

@@ -1,0 +1,145 @@
+"""Every entry point gives the same guarantees: `meltano run <job>` as much as `make`.
+
+The ledger, the locks, the gates and the process tree are owned by the glue tasks inside each
+Meltano job, so a plain `meltano run` is recorded, refused when the day is busy, gated, and leaves
+no plugin running when it is killed; `make`/`nwelt` add only the output around it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, Project
+
+MELTANO = str(ROOT / ".venv" / "bin" / "meltano")
+JOBS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
+
+
+def meltano(project: Project, day: str, *jobs: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`RUN_DATE=D meltano run <jobs>` as a Meltano user types it (only RUN_DATE set)."""
+    return project.run(MELTANO, "run", *jobs, env={"RUN_DATE": day, **(env or {})})
+
+
+def processes_of(project: Project) -> list[str]:
+    """Command lines of the processes running with this project's DATA_DIR (plugins included)."""
+    marker = f"DATA_DIR={project.data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return found
+
+
+def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def outcomes(project: Project, day: str) -> dict[str, str]:
+    status = project.make("status", f"DATE={day}").stdout
+    return {line.split()[0]: line.split()[1] for line in status.splitlines() if line.strip().split(" ")[0] in JOBS}
+
+
+@pytest.fixture(scope="module")
+def made(project: Project) -> Project:
+    project.make("pipeline", "DATE=2024-03-01", check=True)
+    return project
+
+
+def test_the_five_jobs_through_meltano_run_give_the_bytes_make_pipeline_gives(made: Project, tmp_path: Path) -> None:
+    fresh = Project(tmp_path / "data", {**made.env, "DATA_DIR": str(tmp_path / "data")})
+    for job in JOBS:
+        result = meltano(fresh, "2024-03-01", job)
+        assert result.returncode == 0, f"meltano run {job}:\n{result.stderr[-3000:]}"
+    assert fresh.day_files("2024-03-01") == made.day_files("2024-03-01")
+    for name in ("orders_details.csv", "orders_details.json"):
+        assert (fresh.data_dir / "output/2024-03-01" / name).read_bytes() == (made.data_dir / "output/2024-03-01" / name).read_bytes()
+    assert set(outcomes(fresh, "2024-03-01").values()) == {"succeeded"}  # the ledger saw every job
+
+
+def test_the_chained_meltano_run_completes_the_day_and_the_ledger_knows(made: Project) -> None:
+    result = meltano(made, "2024-03-02", *JOBS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert set(outcomes(made, "2024-03-02").values()) == {"succeeded"}
+    assert made.make("status", "DATE=2024-03-02").returncode == 0
+
+
+def test_two_meltano_runs_of_a_step_and_day_never_interleave(made: Project) -> None:
+    env = {**os.environ, **made.env, "RUN_DATE": "2024-03-03"}
+    first = subprocess.Popen([MELTANO, "run", "extract-postgres"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ledger = made.data_dir / "ledger.sqlite"
+    assert wait_for(lambda: ledger.exists() and sqlite3.connect(ledger).execute(
+        "select count(*) from runs where day = '2024-03-03' and outcome = 'running'").fetchone()[0] > 0)
+    second = meltano(made, "2024-03-03", "extract-postgres")
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out[-3000:]
+    assert second.returncode != 0
+    assert "LockBusy: day 2024-03-03 is busy: postgres of 2024-03-03 is held by pid" in second.stderr
+    assert outcomes(made, "2024-03-03")["extract-postgres"] == "succeeded"  # the refusal did not overwrite it
+
+
+def test_transform_refuses_a_day_not_loaded_by_every_entry_point(made: Project) -> None:
+    day = "2024-03-04"
+    by_meltano = meltano(made, day, "transform")
+    assert by_meltano.returncode != 0
+    refusal = f"transform refuses to run for {day}: the load of {day} has not run; run make pipeline DATE={day} STEP=load"
+    assert refusal in by_meltano.stderr
+    by_make = made.make("transform", f"DATE={day}")
+    assert by_make.returncode != 0 and refusal in by_make.stderr
+    assert outcomes(made, day)["transform"] == "failed"
+    by_dbt = made.run(MELTANO, "invoke", "dbt-postgres", "build", env={"RUN_DATE": day})  # plain dbt: on-run-start
+    assert by_dbt.returncode != 0
+    assert f"the warehouse holds no load of {day}" in by_dbt.stdout + by_dbt.stderr
+    assert made.sql("select count(*) from marts.orders_details where snapshot_date = %s", (day,)) == [(0,)]
+
+
+def test_transform_refuses_landed_files_that_changed_after_the_load(made: Project, csv_copy: Path) -> None:
+    day = "2024-03-05"
+    made.make("extract-postgres", f"DATE={day}", check=True)
+    made.make("extract-csv", f"DATE={day}", check=True)
+    made.make("load", f"DATE={day}", check=True)
+    lines = csv_copy.read_text().splitlines()
+    csv_copy.write_text("\n".join(lines[:-1]) + "\n")  # one order line fewer: a different day
+    made.make("extract-csv", f"DATE={day}", check=True, env={"ORDER_DETAILS_CSV": str(csv_copy)})
+    refused = meltano(made, day, "transform")
+    assert refused.returncode != 0
+    assert f"the landed files of {day} changed after the load of {day}; run make pipeline DATE={day} STEP=load" in refused.stderr
+    made.make("pipeline", f"DATE={day}", "STEP=load", check=True)  # what the refusal says
+    rows = made.sql("select count(*) from marts.orders_details where snapshot_date = %s", (day,))[0][0]
+    assert rows == len(lines) - 2  # header and the dropped line
+
+
+@pytest.mark.parametrize("killed", ["meltano", "nwelt"])
+def test_a_killed_runner_leaves_no_plugin_running_and_no_half_load(made: Project, killed: str) -> None:
+    day = "2024-03-06" if killed == "meltano" else "2024-03-07"
+    made.make("extract-postgres", f"DATE={day}", check=True)
+    made.make("extract-csv", f"DATE={day}", check=True)
+    env = {**os.environ, **made.env, "RUN_DATE": day}
+    command = [MELTANO, "run", "load"] if killed == "meltano" else [str(ROOT / ".venv/bin/nwelt"), "run", "load", "--date", day]
+    runner = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: any("target-postgres" in c for c in processes_of(made))), "target-postgres never started"
+    runner.send_signal(signal.SIGKILL)  # the runner alone: its children are not signalled
+    runner.wait()
+    assert wait_for(lambda: not any("target-postgres" in c or "tap-landing" in c or "meltano" in c for c in processes_of(made)), 30), (
+        processes_of(made)
+    )
+    assert outcomes(made, day)["load"] == "interrupted"
+    assert made.sql("select count(*) from pg_namespace where nspname like 'load\\_%%'") == [(0,)]  # no schema left behind
+    assert made.sql("select count(*) from raw._loads where snapshot_date = %s", (day,)) == [(0,)]
+    made.make("pipeline", f"DATE={day}", "STEP=load", check=True)  # the day is free again
+    assert made.make("status", f"DATE={day}").returncode == 0
