@@ -121,7 +121,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from .status import print_days
 
     settings = _settings()
-    start, end = settings_mod.parse_date(args.start or None), settings_mod.parse_date(args.end or None)
+    start, end = settings_mod.parse_date(args.start or None, name="START"), settings_mod.parse_date(args.end or None, name="END")
     if not args.start or not args.end or end < start:
         raise ConfigError("backfill needs START=YYYY-MM-DD END=YYYY-MM-DD with START <= END")
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
@@ -167,6 +167,30 @@ def cmd_docs(args: argparse.Namespace) -> int:
     ).returncode
 
 
+def _make_var(name: str, check):  # type: ignore[no-untyped-def]
+    """An argparse type whose error names the make variable the value came from."""
+
+    def parse(raw: str):  # type: ignore[no-untyped-def]
+        try:
+            return check(raw)
+        except (ValueError, ConfigError) as exc:
+            raise argparse.ArgumentTypeError(f"{name}={raw!r}: {exc}") from None
+
+    return parse
+
+
+def _step(raw: str) -> str:
+    if raw not in STEPS:
+        raise ValueError(f"not a step; use one of {', '.join(STEPS)}")
+    return raw
+
+
+def _days(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError("not a number of days; use a whole number >= 1, e.g. DAYS=7")
+    return int(raw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nwelt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = sub.add_parser("pipeline", parents=[wait], help="run every step for a day")
     pipeline.add_argument("--date", default="")
-    pipeline.add_argument("--from-step", choices=STEPS, help="rerun from this step, reusing earlier outputs")
+    pipeline.add_argument("--from-step", type=_make_var("STEP", _step), help="rerun from this step, reusing earlier outputs")
     pipeline.set_defaults(func=cmd_pipeline)
 
     backfill = sub.add_parser("backfill", parents=[wait], help="run the pipeline for every day of a range")
@@ -197,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="step outcomes of a day (or the last N days) and what to rerun")
     status.add_argument("--date", default="")
-    status.add_argument("--days", type=int, default=1)
+    status.add_argument("--days", type=_make_var("DAYS", _days), default=1)
     status.set_defaults(func=cmd_status)
 
     docs = sub.add_parser("docs", help="generate and serve the dbt docs site")
@@ -213,8 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import privacy
+
+    privacy.restrict_umask()  # before anything is written; inherited by every child process
     args = build_parser().parse_args(argv)
     try:
+        privacy.secure(_settings())
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

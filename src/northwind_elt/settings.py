@@ -159,7 +159,7 @@ def load(root: Path = ROOT) -> Settings:
     )
 
 
-def parse_date(raw: str | None, today: dt.date | None = None) -> dt.date:
+def parse_date(raw: str | None, today: dt.date | None = None, name: str = "DATE") -> dt.date:
     """DATE=YYYY-MM-DD; empty means today. Future days are refused (there is nothing to extract)."""
     today = today or dt.date.today()
     if raw is None or raw.strip() == "":
@@ -169,9 +169,9 @@ def parse_date(raw: str | None, today: dt.date | None = None) -> dt.date:
         if len(raw.strip()) != 10:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"DATE={raw!r} is not a date: use the form YYYY-MM-DD, e.g. DATE=2024-01-01") from None
+        raise ConfigError(f"{name}={raw!r} is not a date: use the form YYYY-MM-DD, e.g. {name}=2024-01-01") from None
     if day > today:
-        raise ConfigError(f"DATE={day} is in the future (today is {today}): pick today or a past day")
+        raise ConfigError(f"{name}={day} is in the future (today is {today}): pick today or a past day")
     return day
 
 
