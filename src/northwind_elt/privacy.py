@@ -70,7 +70,7 @@ def secure(settings: Settings) -> None:
         _private(folder, 0o700)
     run = settings.root / ".meltano" / "run"
     if run.is_dir():  # configs a killed or plain `meltano run` left readable
-        for path in run.rglob("*"):
+        for path in [run, *run.rglob("*")]:
             _private(path, 0o700 if path.is_dir() else 0o600)
     for path in private_files(settings):
         _private(path, 0o600)
