@@ -172,3 +172,13 @@ def test_passwords_never_reach_logs_or_ledger(project: Project) -> None:
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+def test_compose_source_locks_the_reader_down_alike() -> None:
+    """docker/source-init.sh revokes the same functions and installs the same DDL guard."""
+    from northwind_elt.database import READER_REVOKED_FUNCTIONS
+
+    script = re.sub(r"\s+", " ", (ROOT / "docker" / "source-init.sh").read_text())
+    for function in READER_REVOKED_FUNCTIONS:
+        assert function in script, f"docker/source-init.sh does not revoke {function}"
+    assert "on ddl_command_start execute function nwelt_guard.refuse_reader_ddl()" in script
