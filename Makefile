@@ -8,8 +8,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 NWELT := $(BIN)/nwelt
 SETUP_STAMP := $(VENV)/.setup-done
-DATE ?=
-export DATE
+SCALE ?= 1
+# Values given to make (DATE, STEP, START, END, DAYS, SCALE, PYTEST_ARGS, BENCH_ARGS), on its
+# command line or in the environment, never reach a shell: make keeps them literally
+# ($(value …): a `$(shell …)` inside is never run) and recipes pass them as quoted environment
+# variables ("$$DATE"), never pasted into the command text. nwelt validates each and names it.
+# PYTEST_ARGS goes through PYTEST_ADDOPTS (pytest splits it like a shell, runs nothing);
+# BENCH_ARGS is split at whitespace only.
+USER_VARS := DATE STEP START END DAYS SCALE PYTEST_ARGS BENCH_ARGS
+$(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
+export $(USER_VARS)
 
 .PHONY: help setup db-up db-down db-status extract-postgres extract-csv load transform export \
         pipeline status backfill docs test test-unit lint clean
@@ -36,31 +44,31 @@ db-status: setup ## is the embedded PostgreSQL running?
 	@$(NWELT) db status
 
 extract-postgres: setup ## step 1a: all source tables -> data/postgres/{table}/{DATE}/
-	@$(NWELT) run extract-postgres --date "$(DATE)"
+	@$(NWELT) run extract-postgres --date "$$DATE"
 extract-csv: setup ## step 1b: order_details.csv -> data/csv/order_details/{DATE}/
-	@$(NWELT) run extract-csv --date "$(DATE)"
+	@$(NWELT) run extract-csv --date "$$DATE"
 load: setup ## step 2: the day's landed files -> warehouse (refuses unless step 1 succeeded)
-	@$(NWELT) run load --date "$(DATE)"
+	@$(NWELT) run load --date "$$DATE"
 transform: setup ## dbt build of the orders_details mart for DATE
-	@$(NWELT) run transform --date "$(DATE)"
+	@$(NWELT) run transform --date "$$DATE"
 export: setup ## mart rows of DATE -> data/output/{DATE}/orders_details.csv and .json
-	@$(NWELT) run export --date "$(DATE)"
+	@$(NWELT) run export --date "$$DATE"
 
 pipeline: setup ## run every step for DATE (default today); STEP=load resumes from a step
-	@$(NWELT) pipeline --date "$(DATE)" $(if $(STEP),--from-step $(STEP))
+	@$(NWELT) pipeline --date "$$DATE" $${STEP:+--from-step "$$STEP"}
 status: setup ## step outcomes for DATE (or the last DAYS days) and the command to resume
-	@$(NWELT) status $(if $(DATE),--date "$(DATE)") $(if $(DAYS),--days $(DAYS))
+	@$(NWELT) status $${DATE:+--date "$$DATE"} $${DAYS:+--days "$$DAYS"}
 backfill: setup ## run the pipeline for every day from START to END
-	@$(NWELT) backfill --start "$(START)" --end "$(END)"
+	@$(NWELT) backfill --start "$$START" --end "$$END"
 
 docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 8081)
 	@$(NWELT) docs
 
 test: setup airflow-setup ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS" $(BIN)/python -m pytest
 
 test-unit: setup ## the quick tier: unit tests only, no database (under a minute)
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS" $(BIN)/python -m pytest -m "not e2e"
 
 LINT_STAMP := $(VENV)/.lint-setup-done
 $(LINT_STAMP): requirements-dev.txt $(SETUP_STAMP)
@@ -103,14 +111,13 @@ $(AIRFLOW_STAMP): orchestrate/airflow/requirements.txt
 	touch $@
 
 airflow: setup airflow-setup ## Airflow UI + scheduler on http://127.0.0.1:8080 (AIRFLOW__API__PORT=N moves it) with the northwind_elt DAG
-	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/python orchestrate/airflow/standalone.py
+	umask 077 && $(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/python orchestrate/airflow/standalone.py
 
-SCALE ?= 1
 .PHONY: bench
 bench: setup ## benchmark every step on a scaled Northwind (SCALE=K, default 1) against raw PostgreSQL COPY
-	$(BIN)/python scripts/bench.py --scale $(SCALE) $(BENCH_ARGS)
+	set -f && $(BIN)/python scripts/bench.py --scale "$$SCALE" $$BENCH_ARGS
 
 .PHONY: bench-profile
 bench-profile: setup ## where one step's CPU time goes, per process (py-spy): STEP=extract-csv SCALE=K
 	$(BIN)/python -m pip install --quiet py-spy==0.4.3
-	$(BIN)/python scripts/bench_profile.py --scale $(SCALE) --step $(or $(STEP),extract-csv)
+	$(BIN)/python scripts/bench_profile.py --scale "$$SCALE" --step "$${STEP:-extract-csv}"

@@ -22,5 +22,18 @@ grant connect on database :"db" to :"reader";
 grant usage on schema public to :"reader";
 grant select on all tables in schema public to :"reader";
 alter default privileges in schema public grant select on tables to :"reader";
+-- the reader writes nothing even with default_transaction_read_only off (as database.py does)
+revoke create on schema public from public;
+revoke execute on function lo_create(oid), lo_creat(integer), lo_from_bytea(oid, bytea), lo_import(text),
+  lo_import(text, oid), lo_export(oid, text), lowrite(integer, bytea), lo_put(oid, bigint, bytea),
+  lo_truncate(integer, integer), lo_truncate64(integer, bigint), lo_unlink(oid), pg_notify(text, text),
+  txid_current(), pg_current_xact_id() from public;
+create schema nwelt_guard;
+revoke all on schema nwelt_guard from public;
+select format($f$create function nwelt_guard.refuse_reader_ddl() returns event_trigger language plpgsql as $b$
+  begin if session_user = %1$L or current_user = %1$L then raise exception using errcode = 'insufficient_privilege',
+  message = format('role %%s is read-only in this database: %%s refused', session_user, tg_tag); end if; end $b$$f$,
+  :'reader') \gexec
+create event trigger nwelt_refuse_reader_ddl on ddl_command_start execute function nwelt_guard.refuse_reader_ddl();
 SQL
 echo "northwind-elt: seeded $POSTGRES_DB; read-only role $SOURCE_PG_USER created"

@@ -281,9 +281,16 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.0f}" if n else "-"
 
 
+def scale_arg(raw: str) -> int:
+    """--scale, given as `make bench SCALE=K`: errors name SCALE."""
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"SCALE={raw!r} is not a scale: use a whole number >= 1, e.g. SCALE=10")
+    return int(raw)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=int, required=True)
+    parser.add_argument("--scale", type=scale_arg, required=True)
     parser.add_argument("--repeat", type=int, default=0, help="runs to take the median of (default: 3 for K<=10, else 1)")
     parser.add_argument("--date", default="2024-01-01", help="the day the runs are for")
     parser.add_argument("--config", choices=["tuned", "default"], default="tuned", help="tuned (meltano.yml) or the plugins' defaults")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import generate_scaled  # noqa: E402
-from bench import STEPS, warehouse_name  # noqa: E402
+from bench import STEPS, scale_arg, warehouse_name  # noqa: E402
 
 RATE = 100  # samples per second
 
@@ -46,10 +46,17 @@ def process_name(frame: str) -> str:
     return name
 
 
+def step_arg(raw: str) -> str:
+    """--step, given as `make bench-profile STEP=...`: errors name STEP."""
+    if raw not in [*STEPS, "pipeline"]:
+        raise argparse.ArgumentTypeError(f"STEP={raw!r} is not a step: use one of {', '.join([*STEPS, 'pipeline'])}")
+    return raw
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=int, required=True)
-    parser.add_argument("--step", choices=[*STEPS, "pipeline"], required=True, help="a step, or the whole pipeline of a day")
+    parser.add_argument("--scale", type=scale_arg, required=True)
+    parser.add_argument("--step", type=step_arg, required=True, help="a step, or the whole pipeline of a day")
     parser.add_argument("--date", default="2024-01-01")
     parser.add_argument("--top", type=int, default=8, help="functions shown per process")
     args = parser.parse_args()

@@ -11,17 +11,118 @@ import pytest
 from conftest import D1, ROOT, Project
 
 
-def test_extract_role_cannot_write(project: Project) -> None:
+# Every way a role with CONNECT + USAGE + SELECT could write in PostgreSQL 18. Each must fail
+# for the extract role, with `default_transaction_read_only` and `transaction_read_only` off.
+READER_WRITES = [
+    # large objects
+    "select lo_create(0)",
+    "select lo_creat(-1)",
+    "select lo_from_bytea(0, 'x')",
+    "select lo_import('/etc/hostname')",
+    "select lo_import('/etc/hostname', 4242)",
+    "select lo_export(0, '/tmp/nwelt-lo-export')",
+    "select lowrite(0, 'x')",
+    "select lo_put(0, 0, 'x')",
+    "select lo_truncate(0, 0)",
+    "select lo_truncate64(0, 0)",
+    "select lo_unlink(0)",
+    # tables, rows, locks
+    "insert into shippers (shipper_id, company_name) values (99, 'x')",
+    "update shippers set phone = phone",
+    "delete from shippers",
+    "truncate shippers",
+    "select * from shippers for update",
+    "select * from shippers for share",
+    "lock table shippers in exclusive mode",
+    "merge into shippers s using (select 1 as id) v on s.shipper_id = v.id when matched then delete",
+    # creating anything, anywhere
+    "create temp table t (x int)",
+    "create table pg_temp.t (x int)",
+    "create table t (x int)",
+    "create table public.t (x int)",
+    "create table nwelt_guard.t (x int)",
+    "select 1 as x into t",
+    "create view v as select 1",
+    "create function f() returns int language sql as 'select 1'",
+    "create sequence s",
+    "create schema s",
+    "create publication p for table shippers",
+    "create database nwelt_intruder",
+    # changing what exists, its privileges, comments, statistics
+    "alter table shippers add column x int",
+    "drop table shippers",
+    "grant select on shippers to public",
+    "comment on table shippers is 'x'",
+    "comment on role {reader} is 'x'",
+    "alter default privileges grant select on tables to public",
+    "alter default privileges in schema public grant select on tables to public",
+    "reindex table shippers",
+    "cluster shippers using pk_shippers",
+    "select pg_clear_relation_stats('public', 'shippers')",
+    "select pg_restore_relation_stats('schemaname', 'public', 'relname', 'shippers', 'relpages', 1::integer)",
+    "select pg_stat_reset()",
+    "select pg_stat_reset_single_table_counters('shippers'::regclass)",
+    # transaction ids, notifications, two-phase commit
+    "select txid_current()",
+    "select pg_current_xact_id()",
+    "select pg_notify('nwelt', 'x')",
+    "alter role current_user createdb",
+]
+
+
+def _read_write_connection(source) -> psycopg.Connection:  # type: ignore[no-untyped-def]
+    conn = psycopg.connect(source.conninfo(), autocommit=True)
+    conn.execute("set default_transaction_read_only = off")
+    return conn
+
+
+@pytest.mark.parametrize("statement", READER_WRITES)
+def test_extract_role_cannot_write_even_with_read_only_off(project: Project, statement: str) -> None:
     source = project.settings.source
-    with psycopg.connect(source.conninfo(), autocommit=True) as conn:
+    statement = statement.format(reader=source.user)
+    with _read_write_connection(source) as conn:
+        assert conn.execute("show default_transaction_read_only").fetchone() == ("off",)
+        if not statement.startswith("lock"):  # LOCK runs in a transaction block only
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):  # not merely read-only
+                conn.execute(statement)
+        if not statement.startswith("create database"):  # which runs outside one only
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction(force_rollback=True):
+                conn.execute("set transaction_read_only = off")
+                conn.execute(statement)
+
+
+def test_extract_role_writes_nothing(project: Project) -> None:
+    """Statements PostgreSQL only warns about, and the state after every attempt above."""
+    from northwind_elt.database import EmbeddedPostgres
+
+    source = project.settings.source
+    with _read_write_connection(source) as conn:
         assert conn.execute("select count(*) from orders").fetchone() == (830,)
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            conn.execute("insert into shippers (shipper_id, company_name) values (99, 'x')")
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            conn.execute("create table intruder (id int)")
-        conn.execute("set default_transaction_read_only = off")  # a role may lift its own default…
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # …but has no privilege to write
-            conn.execute("delete from shippers")
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        for statement in ("analyze shippers", "vacuum shippers"):
+            conn.execute(statement)  # PostgreSQL skips a table the role may not maintain
+        assert len([n for n in notices if "permission denied" in n]) == 2, notices
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with conn.cursor().copy("copy shippers from stdin") as copy:
+                copy.write_row((98, "x", "y"))
+        # PostgreSQL lets every role change its own session defaults: each start of a step
+        # (and `make db-up`) resets the extract role's, so read-only is back for the next one
+        conn.execute("alter role current_user set default_transaction_read_only = off")
+    EmbeddedPostgres(project.settings).up(sync_passwords=False)
+    with psycopg.connect(source.conninfo(), autocommit=True) as conn:
+        assert conn.execute("show default_transaction_read_only").fetchone() == ("on",)
+    with EmbeddedPostgres(project.settings).admin(source.database) as admin:
+        assert admin.execute("select count(*) from pg_largeobject_metadata").fetchone() == (0,)
+        assert admin.execute("select count(*) from shippers").fetchone() == (6,)
+        owned = admin.execute(
+            "select count(*) from pg_class c join pg_roles r on r.oid = c.relowner where r.rolname = %s", (source.user,)
+        ).fetchone()
+        assert owned == (0,)
+        acl = admin.execute(
+            "select count(*) from pg_default_acl a join pg_roles r on r.oid = a.defaclrole where r.rolname = %s", (source.user,)
+        ).fetchone()
+        assert acl == (0,)
 
 
 def test_loader_role_is_limited_to_the_warehouse(project: Project) -> None:
@@ -71,3 +172,13 @@ def test_passwords_never_reach_logs_or_ledger(project: Project) -> None:
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+def test_compose_source_locks_the_reader_down_alike() -> None:
+    """docker/source-init.sh revokes the same functions and installs the same DDL guard."""
+    from northwind_elt.database import READER_REVOKED_FUNCTIONS
+
+    script = re.sub(r"\s+", " ", (ROOT / "docker" / "source-init.sh").read_text())
+    for function in READER_REVOKED_FUNCTIONS:
+        assert function in script, f"docker/source-init.sh does not revoke {function}"
+    assert "on ddl_command_start execute function nwelt_guard.refuse_reader_ddl()" in script

