@@ -136,3 +136,61 @@ def test_huge_file_streams_with_flat_memory(base: Project, real_lines: list[str]
     rows = sum(1 for _ in (base.data_dir / "csv/order_details/2024-04-30/order_details.jsonl").open("rb"))
     assert rows == 215500
     assert peak_mib < 400, f"peak RSS of one process {peak_mib:.0f} MiB"
+
+
+# Numbers arrive exactly or are refused at extract. Each extra row: (the CSV line, the column, the
+# value raw.order_details must hold, compared as numeric and as text).
+EXACT = [
+    ("90001,1,1E+5,1,0", "unit_price", "100000"),  # an exponent: stored as the integer it is
+    ("90002,1,1234567890123456789012345678901234567890,1,0", "unit_price", "1234567890123456789012345678901234567890"),
+    ("90003,1,0.1234567890123456789012345678901234567891,1,0", "unit_price", "0.1234567890123456789012345678901234567891"),
+    ("90004,1,12345678901234567890.12345678901234567890,1,0", "unit_price", "12345678901234567890.12345678901234567890"),
+    ("90005,1,-0,1,-0.0", "discount", "0.0"),  # numeric has no negative zero: the same value
+    ("90006,1,1.7976931348623157E+308,1,0", "unit_price", "1.7976931348623157E+308"),
+    ("90007,1,-2.2250738585072014E-308,1,0", "unit_price", "-2.2250738585072014E-308"),
+    ("9223372036854775807,-9223372036854775808,1,1,0", "order_id", "9223372036854775807"),
+]
+
+
+def test_accepted_numbers_arrive_exactly_in_the_warehouse(base: Project, real_lines: list[str], tmp_path: Path) -> None:
+    day = "2024-04-24"
+    path = tmp_path / "order_details.csv"
+    path.write_text("\n".join([*real_lines, *(line for line, _, _ in EXACT)]) + "\n")
+    base.make("extract-postgres", f"DATE={day}", check=True)
+    assert _extract(base, path, day).returncode == 0
+    base.make("load", f"DATE={day}", check=True)
+    for line, column, expected in EXACT:
+        order_id, product_id = (int(v) for v in line.split(",")[:2])
+        rows = base.sql(
+            f"select {column}::text, {column} = %s::numeric from raw.order_details"
+            " where snapshot_date = %s and order_id = %s and product_id = %s",
+            (expected, day, order_id, product_id),
+        )
+        assert len(rows) == 1 and rows[0][1] is True, (line, rows)
+        if "E" not in expected:  # the text too, digit for digit
+            assert rows[0][0] == expected
+    assert base.sql("select count(*) from raw.order_details where snapshot_date = %s", (day,)) == [(2155 + len(EXACT),)]
+
+
+REFUSED_NUMBERS = {
+    # kind: (the extra line, the column and value the message must name)
+    "decimal-above-a-double": ("10248,99,1E+400,1,0", "column unit_price: '1E+400' is outside a double's range"),
+    "decimal-below-a-double": ("10248,99,14,1,1E-400", "column discount: '1E-400' is outside a double's range"),
+    "integer-past-bigint": ("9223372036854775808,1,14,1,0", "column order_id: '9223372036854775808' is outside the warehouse's bigint range"),
+    "integer-below-bigint": ("10248,99,14,-9223372036854775809,0", "column quantity: '-9223372036854775809' is outside the warehouse's bigint range"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED_NUMBERS))
+def test_numbers_that_cannot_arrive_exactly_are_refused_at_extract(
+    base: Project, real_lines: list[str], tmp_path: Path, kind: str
+) -> None:
+    before = base.day_files(BASE, "csv")
+    line, message = REFUSED_NUMBERS[kind]
+    path = tmp_path / "order_details.csv"
+    path.write_text("\n".join([*real_lines, line]) + "\n")
+    result = _extract(base, path, BASE)
+    assert result.returncode != 0
+    assert "FAILED: step extract-csv" in result.stderr
+    assert f"{path} line {len(real_lines) + 1}, {message}" in result.stderr, result.stderr
+    assert base.day_files(BASE, "csv") == before  # the good day is untouched

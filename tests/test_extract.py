@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -46,7 +47,14 @@ def test_each_file_has_schema_manifest_and_marker(extracted: Project) -> None:
     assert manifest["rows"] == 830 and len(manifest["sha256"]) == 64
     assert (folder / "_SUCCESS").exists()
     marker = json.loads((extracted.data_dir / f"postgres/_manifests/{D1}.json").read_text())
-    assert set(marker["tables"]) == SOURCE_TABLES and marker["tables"]["orders"] == {"rows": 830, "sha256": manifest["sha256"]}
+    assert set(marker["tables"]) == SOURCE_TABLES
+    orders = marker["tables"]["orders"]
+    assert orders["rows"] == 830 and orders["sha256"] == manifest["sha256"]
+    # the marker lists every file of the folder with its size and digest
+    assert orders["files"] == {
+        p.name: {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in folder.iterdir()
+    }
+    assert set(orders["files"]) == {"orders.jsonl", "_schema.json", "_manifest.json", "_SUCCESS"}
 
 
 def test_records_sorted_by_key_and_typed(extracted: Project) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import D1, D2, Project
+from northwind_elt.landing import SOURCES, GateError, Landing
 
 D3 = "2024-01-03"
 
@@ -171,11 +176,90 @@ def test_reconciliation_mismatch_fails_and_keeps_the_day(loaded: Project) -> Non
     entry = {"rows": len(lines) + 1, "sha256": digest}
     for name in ("_manifest.json", "_SUCCESS"):
         (folder / name).write_text(json.dumps({**json.loads((folder / name).read_text()), **entry}))
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in folder.iterdir()}
     marker = loaded.data_dir / f"postgres/_manifests/{day}.json"
     content = json.loads(marker.read_text())
-    content["tables"]["orders"] = entry
+    content["tables"]["orders"] = {**entry, "files": files}
     marker.write_text(json.dumps(content))
     result = loaded.make("load", f"DATE={day}")
     assert result.returncode != 0
     assert f"reconciliation failed for orders on {day}: the warehouse received 830 rows, extract-postgres recorded 831" in result.stderr
     assert _loads(loaded, day) == {}
+
+
+TAMPERED = "2024-01-05"
+
+
+def _edit_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    content = json.loads(path.read_text())
+    change(content)
+    path.write_text(json.dumps(content, indent=2))
+
+
+def _write(path: Path, text: str = "{}\n") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# kind: (the task whose day is broken, the path (under DATA_DIR) the refusal must name, the change)
+TAMPERING: dict[str, tuple[str, str, Callable[[Path], None]]] = {
+    # the hole of issue 13: a column removed from a schema loaded with rc 0 and ship_name empty
+    "schema-column-removed": ("postgres", "postgres/orders/{D}/_schema.json",
+                              lambda p: _edit_json(p, lambda s: s["schema"]["properties"].pop("ship_name"))),
+    "csv-schema-type-changed": ("csv", "csv/order_details/{D}/_schema.json",
+                                lambda p: _edit_json(p, lambda s: s["schema"]["properties"]["unit_price"].update(type=["string", "null"]))),
+    "schema-keys-changed": ("postgres", "postgres/orders/{D}/_schema.json", lambda p: _edit_json(p, lambda s: s.update(key_properties=[]))),
+    "manifest-edited": ("postgres", "postgres/orders/{D}/_manifest.json", lambda p: _edit_json(p, lambda m: m.update(rows=1))),
+    "success-deleted": ("postgres", "postgres/shippers/{D}/_SUCCESS", lambda p: p.unlink()),
+    "schema-deleted": ("csv", "csv/order_details/{D}/_schema.json", lambda p: p.unlink()),
+    "file-added": ("csv", "csv/order_details/{D}/extra.jsonl", _write),
+    "hidden-file-added": ("postgres", "postgres/orders/{D}/.orders.jsonl.swp", _write),
+    "table-folder-added": ("postgres", "postgres/bogus/{D}", lambda p: _write(p / "bogus.jsonl")),
+    "table-folder-missing": ("postgres", "postgres/region/{D}", shutil.rmtree),
+    "marker-of-another-day": ("csv", "csv/_manifests/{D}.json",
+                              lambda p: shutil.copyfile(p.parent / f"{D1}.json", p)),
+}
+
+
+@pytest.fixture()
+def intact_day(loaded: Project, tmp_path: Path) -> Iterator[Project]:
+    """TAMPERED extracted by both tasks; each test may break it, and gets it back afterwards."""
+    for step in ("extract-postgres", "extract-csv"):
+        if not (loaded.data_dir / step.removeprefix("extract-") / "_manifests" / f"{TAMPERED}.json").exists():
+            loaded.make(step, f"DATE={TAMPERED}", check=True)
+    backup = tmp_path / "backup"
+    for source in ("postgres", "csv"):
+        shutil.copytree(loaded.data_dir / source, backup / source)
+    yield loaded
+    for source in ("postgres", "csv"):
+        shutil.rmtree(loaded.data_dir / source)
+        shutil.copytree(backup / source, loaded.data_dir / source)
+
+
+@pytest.mark.parametrize("kind", sorted(TAMPERING))
+def test_gate_refuses_any_edit_deletion_or_added_file(intact_day: Project, kind: str) -> None:
+    """Landing integrity covers every file step 2 reads: each change is refused before anything
+    is written, naming the file and the command that rebuilds the day."""
+    source, relative, tamper = TAMPERING[kind]
+    path = intact_day.data_dir / relative.format(D=TAMPERED)
+    tamper(path)
+    result = intact_day.make("load", f"DATE={TAMPERED}")
+    assert result.returncode != 0
+    assert str(path) in result.stderr, result.stderr
+    assert f"run make extract-{source} DATE={TAMPERED}" in result.stderr
+    assert _loads(intact_day, TAMPERED) == {}
+    assert intact_day.sql("select nspname from pg_namespace where nspname = 'load_20240105'") == []
+
+
+def test_untampered_day_passes_the_gate_and_schema_reads_are_verified(intact_day: Project) -> None:
+    """The gate accepts the day as written; a schema changed after the gate ran is refused when
+    step 2 reads it (tap-landing and the commit read schemas through `Landing.schema`)."""
+    landing = Landing(intact_day.data_dir)
+    day = dt.date.fromisoformat(TAMPERED)
+    assert len(landing.check_day(day)) == 14
+    source = SOURCES["postgres"]
+    assert "ship_name" in landing.schema(source, "orders", day)["schema"]["properties"]
+    path = landing.day_dir(source, "orders", day) / "_schema.json"
+    _edit_json(path, lambda s: s["schema"]["properties"].pop("ship_name"))
+    with pytest.raises(GateError, match=f"{path} is missing or changed after extract-postgres wrote it"):
+        landing.schema(source, "orders", day)

@@ -4,8 +4,10 @@
     DATA_DIR/{source}/{table}/{D}/_schema.json      the Singer stream schema and key properties
     DATA_DIR/{source}/{table}/{D}/_manifest.json    row count, byte size and SHA-256 of the file
     DATA_DIR/{source}/{table}/{D}/_SUCCESS          written last
-    DATA_DIR/{source}/_manifests/{D}.json           the task's success marker: every table of the
-                                                    task with its rows and SHA-256, written last
+    DATA_DIR/{source}/_manifests/{D}.json           the task's success marker, written last: every
+                                                    table of the task with its rows, the records'
+                                                    SHA-256, and the exact file list of its day
+                                                    folder with each file's size and SHA-256
 
 target-jsonl writes into DATA_DIR/.staging/{tap namespace}/{D}/ (it appends and drops SCHEMA
 messages); `publish` turns that into the layout above: every table folder is assembled and checked
@@ -13,6 +15,11 @@ beside its final place first; then the task marker is removed, the folders are r
 the marker is rewritten last, so a crash leaves either no marker (step 2 refuses) or a
 complete, consistent day, and an error before the swap leaves the previous day untouched.
 Nothing here holds a timestamp or run id, so a rerun of a day writes byte-identical files.
+
+The gate (`verify`, `check_day`) trusts only the task marker: every file step 2 reads is in it,
+the day's table folders and each folder's file list must match it exactly, and every file's digest
+must match (the records file is hashed once, while its rows are counted). `schema` parses
+`_schema.json` only from bytes whose digest matches the marker.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import datetime as dt
 import hashlib
 import heapq
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -51,6 +59,8 @@ SOURCES: dict[str, Source] = {
 }
 
 SORT_CHUNK_ROWS = 200_000
+SCHEMA_FILE = "_schema.json"
+MARKERS_DIR = "_manifests"
 
 
 from .errors import GateError, PublishError  # noqa: E402  (re-exported: landing's failures)
@@ -76,7 +86,7 @@ class Landing:
         return self.day_dir(source, table, day) / f"{table}.jsonl"
 
     def task_marker(self, source: Source, day: dt.date) -> Path:
-        return self.data_dir / source.name / "_manifests" / f"{day.isoformat()}.json"
+        return self.data_dir / source.name / MARKERS_DIR / f"{day.isoformat()}.json"
 
     # -- step 1 ----------------------------------------------------------------------------
     def stage(self, source: Source, day: dt.date) -> Path:
@@ -128,45 +138,110 @@ class Landing:
         rows, digest, size = _write_sorted(staged, target, keys, building, what)
         entry = {"rows": rows, "sha256": digest}
         schema = {"stream": table, "key_properties": keys, "schema": stream["schema"]}
-        write_json(building / "_schema.json", schema, sort_keys=False)  # column order matters
+        write_json(building / SCHEMA_FILE, schema, sort_keys=False)  # column order matters
         write_json(building / "_manifest.json", {"table": table, "file": target.name, "bytes": size, **entry})
         write_json(building / "_SUCCESS", entry)
-        return entry
+        # every file of the folder, exactly as it will be published (the records file is not hashed again)
+        files: dict[str, dict[str, Any]] = {}
+        for path in sorted(building.iterdir()):
+            if path.name == target.name:
+                files[path.name] = {"bytes": size, "sha256": digest}
+            elif path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                files[path.name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            else:
+                raise PublishError(f"{what}: unexpected {path} in the folder being built: rerun {source.rerun(day)}")
+        return {**entry, "files": files}
 
     # -- the gate (read by step 2 and by status) ---------------------------------------------
     def verify(self, source: Source, day: dt.date) -> dict[str, dict[str, Any]]:
-        """Check that `source`'s task succeeded for `day` and its files are intact.
+        """Check that `source`'s task succeeded for `day` and every file of the day is as it wrote it.
 
-        Returns {table: {rows, sha256, dir}}; raises GateError naming the task and the rerun.
+        The day's table folders and each folder's file list must be exactly those the task marker
+        records, and every file's size and SHA-256 must match (the records file is read once, its
+        rows counted as it is hashed). Returns {table: {rows, sha256, files, dir}}; raises
+        GateError naming every added, missing or changed file and the rerun.
         """
+        recorded = self._recorded(source, day)
+        step, rerun = source.step, source.rerun(day)
+        problems: list[str] = []
+        for extra in sorted(set(self._table_folders(source, day)) - set(recorded)):
+            problems.append(f"{self.day_dir(source, extra, day)} was added after {step} wrote the day (it holds no such table)")
+        result: dict[str, dict[str, Any]] = {}
+        for table, expected in recorded.items():
+            folder = self.day_dir(source, table, day)
+            files: dict[str, dict[str, Any]] = expected["files"]
+            try:
+                present = set(os.listdir(folder))
+            except OSError:
+                problems.append(f"{folder} is missing")
+                continue
+            problems += [f"{folder / name} was added after {step} wrote it" for name in sorted(present - set(files))]
+            problems += [f"{folder / name} is missing" for name in sorted(set(files) - present)]
+            records = f"{table}.jsonl"
+            for name in sorted(present & set(files)):
+                path, want = folder / name, files[name]
+                if not path.is_file() or path.stat().st_size != want["bytes"]:
+                    problems.append(f"{path} changed after {step} wrote it (not a file of {want['bytes']} bytes)")
+                    continue
+                if name == records:
+                    rows, digest = _count_and_hash(path)
+                    if rows != expected["rows"] or digest != expected["sha256"]:
+                        problems.append(
+                            f"{path} changed after {step} wrote it ({rows} rows, sha256 {digest[:12]}…; "
+                            f"recorded {expected['rows']} rows, {expected['sha256'][:12]}…)"
+                        )
+                elif hashlib.sha256(path.read_bytes()).hexdigest() != want["sha256"]:
+                    problems.append(f"{path} changed after {step} wrote it (sha256 differs from the marker's)")
+            result[table] = {**expected, "dir": folder}
+        if problems:
+            raise GateError(f"{step} output for {day} is broken: {'; '.join(problems)}: run {rerun}")
+        return result
+
+    def schema(self, source: Source, table: str, day: dt.date) -> dict[str, Any]:
+        """The table's `_schema.json`, parsed from bytes whose SHA-256 is the one the marker records
+        (so step 2 reads exactly the schema the gate verified)."""
+        path = self.day_dir(source, table, day) / SCHEMA_FILE
+        want = self._recorded(source, day).get(table, {}).get("files", {}).get(SCHEMA_FILE)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = None
+        if want is None or data is None or hashlib.sha256(data).hexdigest() != want["sha256"]:
+            raise GateError(
+                f"{source.step} output for {day} is broken: {path} is missing or changed after "
+                f"{source.step} wrote it: run {source.rerun(day)}"
+            )
+        return json.loads(data)
+
+    def _recorded(self, source: Source, day: dt.date) -> dict[str, dict[str, Any]]:
+        """The tables the task marker of `source` for `day` records, each with its file list."""
         marker = self.task_marker(source, day)
         if not marker.exists():
             raise GateError(
                 f"{source.step} has not succeeded for {day} (no success marker {marker}): run {source.rerun(day)}"
             )
-        recorded = json.loads(marker.read_text())["tables"]
-        result: dict[str, dict[str, Any]] = {}
-        for table, expected in recorded.items():
-            folder = self.day_dir(source, table, day)
-            path = folder / f"{table}.jsonl"
-            problem = None
-            if not (folder / "_SUCCESS").exists() or not path.exists():
-                problem = f"{path} or its success marker is missing"
-            else:
-                rows, digest = _count_and_hash(path)
-                if digest != expected["sha256"] or rows != expected["rows"]:
-                    problem = (
-                        f"{path} changed after {source.step} wrote it "
-                        f"({rows} rows, sha256 {digest[:12]}…; recorded {expected['rows']} rows, {expected['sha256'][:12]}…)"
-                    )
-            if problem:
-                raise GateError(f"{source.step} output for {day} is broken: {problem}: run {source.rerun(day)}")
-            result[table] = {**expected, "dir": folder}
-        return result
+        try:
+            content = json.loads(marker.read_bytes())
+            tables: dict[str, dict[str, Any]] = content["tables"]
+            ok = content.get("day") == day.isoformat() and content.get("source") == source.name
+            ok = ok and all(isinstance(t.get("files"), dict) and isinstance(t.get("rows"), int) for t in tables.values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise GateError(
+                f"{source.step} output for {day} is broken: the success marker {marker} is unreadable, is not "
+                f"this day's, or predates per-file checksums: run {source.rerun(day)}"
+            )
+        return tables
 
-    def schema(self, source: Source, table: str, day: dt.date) -> dict[str, Any]:
-        stored: dict[str, Any] = json.loads((self.day_dir(source, table, day) / "_schema.json").read_text())
-        return stored
+    def _table_folders(self, source: Source, day: dt.date) -> list[str]:
+        """Every folder DATA_DIR/{source}/*/{D} that exists (a table of the day, recorded or not)."""
+        try:
+            entries = os.listdir(self.data_dir / source.name)
+        except OSError:
+            return []
+        return [t for t in entries if t != MARKERS_DIR and os.path.lexists(self.day_dir(source, t, day))]
 
     def check_day(self, day: dt.date) -> dict[tuple[Source, str], dict[str, Any]]:
         """The gate of step 2: both step-1 tasks succeeded for `day`, files intact.

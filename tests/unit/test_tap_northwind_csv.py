@@ -363,3 +363,80 @@ def test_tap_output_through_a_slow_pipe_is_complete(tmp_path: Path) -> None:
             time.sleep(0.05)  # let the pipe fill up
     assert process.wait() == 0
     assert records == rows
+
+
+# --- numbers arrive exactly or are refused ---------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1E+5", Decimal("100000")),  # an exponent: the same number, exactly
+        ("1234567890123456789012345678901234567890", Decimal("1234567890123456789012345678901234567890")),
+        ("0.1234567890123456789012345678901234567891", Decimal("0.1234567890123456789012345678901234567891")),
+        ("1.7976931348623157E+308", Decimal("1.7976931348623157E+308")),  # the largest double, written out
+        ("-2.2250738585072014E-308", Decimal("-2.2250738585072014E-308")),  # the smallest normal double
+        ("-0", Decimal("0")),  # numeric has no negative zero: the same value
+        ("0E-5", Decimal("0")),
+        ("1." + "1" * 16383, Decimal("1." + "1" * 16383)),  # PostgreSQL numeric's maximum scale
+    ],
+)
+def test_decimals_in_range_are_emitted_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: Decimal
+) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,{text},12,0\n")
+    (row,) = records(run_tap(make_config(path), capsys))
+    assert row["unit_price"] == expected
+    assert Decimal(str(row["unit_price"])).as_tuple().digits == Decimal(text).as_tuple().digits
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1E+400",  # past the largest double: the SDK's record check would turn it into null
+        "-1E+400",
+        "1.7976931348623158E+308",
+        "1E-400",  # below the smallest normal double: a float hop would turn it into 0
+        "-2.2250738585072013E-308",
+        "1E+99999999999999999999",  # past what Python's decimal can hold
+    ],
+)
+def test_decimals_outside_a_doubles_range_are_refused(tmp_path: Path, text: str) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,{text},10,0\n")
+    message = sync_error(make_config(path))
+    assert message.startswith(f"{path} line 3, column unit_price: {text!r} is outside a double's range")
+    assert "2.2250738585072014E-308 to 1.7976931348623157E+308" in message
+    assert message.endswith("fix the row and rerun make extract-csv")
+
+
+def test_decimal_with_more_digits_after_the_point_than_numeric_keeps_is_refused(tmp_path: Path) -> None:
+    text = "1." + "1" * 16384
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,{text}\n")
+    message = sync_error(make_config(path))
+    assert f"{path} line 2, column discount: '1.1111" in message
+    assert "(16386 characters) has more than 16383 digits after the decimal point" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [
+        ("9223372036854775807", True),
+        ("-9223372036854775808", True),
+        ("000000000000000000000000000042", True),  # leading zeros are not magnitude
+        ("9223372036854775808", False),
+        ("-9223372036854775809", False),
+        ("1" * 5000, False),  # past Python's int() digit limit: still a clear refusal
+    ],
+)
+def test_integers_must_fit_the_warehouse_bigint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, accepted: bool
+) -> None:
+    path = write_csv(tmp_path, f"{HEADER}\n{text},11,14,12,0\n")
+    if accepted:
+        (row,) = records(run_tap(make_config(path), capsys))
+        assert row["order_id"] == int(text)
+        return
+    message = sync_error(make_config(path))
+    shown = repr(text) if len(text) <= 80 else f"'{text[:40]}…' ({len(text)} characters)"
+    assert message == (
+        f"{path} line 2, column order_id: {shown} is outside the warehouse's bigint range "
+        "(-9223372036854775808 to 9223372036854775807); fix the row and rerun make extract-csv"
+    )

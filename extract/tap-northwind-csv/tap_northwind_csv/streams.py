@@ -3,8 +3,13 @@
 The file is read row by row with the csv module, so memory stays flat however
 big the file is. Each value is typed from its exact text: integers become int,
 decimals become decimal.Decimal (never float, so 9.8 is emitted as 9.8).
-Anything unexpected stops the run with a CsvInputError that names the file,
-the line, the column and the offending value.
+A value the rest of the path cannot carry exactly is refused here rather than
+changed later: an integer outside the warehouse's bigint, a nonzero decimal
+whose magnitude is outside a double's normal range (the Singer SDK's record
+check turns one past the largest double into null) or with more digits after
+the point than PostgreSQL's numeric keeps. Anything unexpected stops the run
+with a CsvInputError that names the file, the line, the column and the
+offending value.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 import csv
 import datetime
 import re
+import sys
 import typing as t
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from singer_sdk import Stream
@@ -35,6 +41,15 @@ COLUMN_SCHEMAS: dict[str, dict[str, t.Any]] = {
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# target-postgres creates integer columns as bigint
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+# nonzero decimals must lie within a double's normal range: the Singer SDK's record check
+# (math.isinf on each number) turns anything that overflows a double into null, and any hop that
+# goes through a float would turn a smaller one into 0
+DECIMAL_MIN = Decimal(sys.float_info.min)  # 2.2250738585072014E-308, exactly
+DECIMAL_MAX = Decimal(sys.float_info.max)  # 1.7976931348623157E+308, exactly
+# PostgreSQL's numeric keeps at most this many digits after the decimal point
+NUMERIC_MAX_SCALE = 16383
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
@@ -46,7 +61,11 @@ class CsvInputError(Exception):
 def _parse_integer(text: str) -> int:
     if not _INTEGER.fullmatch(text):
         raise ValueError("is not an integer")
-    return int(text)
+    # checked before int(): past 19 digits it is out of range anyway, and Python refuses to
+    # convert more than 4300 digits
+    if len(text.lstrip("+-").lstrip("0")) > 19 or not BIGINT_MIN <= (value := int(text)) <= BIGINT_MAX:
+        raise ValueError(f"is outside the warehouse's bigint range ({BIGINT_MIN} to {BIGINT_MAX})")
+    return value
 
 
 def _parse_decimal(text: str) -> Decimal:
@@ -54,7 +73,23 @@ def _parse_decimal(text: str) -> Decimal:
     # surrounding spaces and "1_000".
     if not _DECIMAL.fullmatch(text):
         raise ValueError("is not a decimal number")
-    return Decimal(text)
+    try:
+        value = Decimal(text)  # exact, whatever the context's precision
+    except InvalidOperation:  # an exponent past what decimal itself can hold
+        value = Decimal("Infinity")
+    if value and not DECIMAL_MIN <= value.copy_abs() <= DECIMAL_MAX:  # copy_abs: exact, unlike abs()
+        raise ValueError(
+            "is outside a double's range and would not arrive exactly (a nonzero decimal must "
+            "have a magnitude from 2.2250738585072014E-308 to 1.7976931348623157E+308)"
+        )
+    if -value.as_tuple().exponent > NUMERIC_MAX_SCALE:  # type: ignore[operator]
+        raise ValueError(f"has more than {NUMERIC_MAX_SCALE} digits after the decimal point (PostgreSQL numeric's limit)")
+    return value
+
+
+def _shown(text: str) -> str:
+    """The offending value as an error message quotes it (the start of a very long one)."""
+    return repr(text) if len(text) <= 80 else f"{text[:40] + '…'!r} ({len(text)} characters)"
 
 
 def _parse_boolean(text: str) -> bool:
@@ -197,7 +232,7 @@ class CsvFileStream(Stream):
                     record[name] = parse(text)
                 except ValueError as exc:
                     msg = (
-                        f"{self.path} line {line_num}, column {name}: {text!r} "
+                        f"{self.path} line {line_num}, column {name}: {_shown(text)} "
                         f"{exc}; fix the row and {RERUN}"
                     )
                     raise CsvInputError(msg) from None
