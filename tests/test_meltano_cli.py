@@ -22,8 +22,9 @@ PLUGINS = [
     "tap-postgres",
     "tap-northwind-csv",
     "tap-landing",
-    # not yet: its staging path names the running tap and the day, unset outside a run
-    pytest.param("target-jsonl", marks=pytest.mark.xfail(strict=True, reason="destination_path needs MELTANO_EXTRACTOR_NAMESPACE and RUN_DATE")),
+    "target-jsonl",
+    "target-jsonl-postgres",
+    "target-jsonl-csv",
     "target-postgres",
     "dbt-postgres",
     "elt",

@@ -9,8 +9,8 @@
                                                     SHA-256, and the exact file list of its day
                                                     folder with each file's size and SHA-256
 
-target-jsonl writes into DATA_DIR/.staging/{tap namespace}/{D}/ (it appends and drops SCHEMA
-messages); `publish` turns that into the layout above: every table folder is assembled and checked
+target-jsonl writes into the project's .meltano/staging/{tap namespace}/ (it appends and drops
+SCHEMA messages); `publish` turns that into the layout above: every table folder is assembled and checked
 beside its final place first; then the task marker is removed, the folders are renamed in, and
 the marker is rewritten last, so a crash leaves either no marker (step 2 refuses) or a
 complete, consistent day, and an error before the swap leaves the previous day untouched.
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
+from .errors import Fix, GateError, PublishError
 from .atomic import atomic_path, replace_dir, write_json
 
 
@@ -49,8 +50,9 @@ class Source:
     tap: str  # the Meltano extractor
     namespace: str  # the extractor's namespace, used by target-jsonl's staging path
 
-    def rerun(self, day: dt.date) -> str:
-        return f"make {self.step} DATE={day.isoformat()}"
+    def rerun(self, day: dt.date) -> Fix:
+        """What rebuilds this source's landing of `day`: its extract step."""
+        return Fix(step=self.step, day=day)
 
 
 SOURCES: dict[str, Source] = {
@@ -63,7 +65,6 @@ SCHEMA_FILE = "_schema.json"
 MARKERS_DIR = "_manifests"
 
 
-from .errors import GateError, PublishError  # noqa: E402  (re-exported: landing's failures)
 
 
 def table_name(stream: str) -> str:
@@ -72,12 +73,16 @@ def table_name(stream: str) -> str:
 
 
 class Landing:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, staging_root: Path | None = None) -> None:
         self.data_dir = data_dir
+        # where target-jsonl writes (settings.Settings.staging_root: the project's .meltano/staging)
+        self.staging_root = staging_root or data_dir / ".staging"
 
     # -- paths -----------------------------------------------------------------------------
-    def staging_dir(self, source: Source, day: dt.date) -> Path:
-        return self.data_dir / ".staging" / source.namespace / day.isoformat()
+    def staging_dir(self, source: Source) -> Path:
+        """target-jsonl's folder for `source` (one per tap, whatever the day: a tap runs one day at
+        a time, under its project lock)."""
+        return self.staging_root / source.namespace
 
     def day_dir(self, source: Source, table: str, day: dt.date) -> Path:
         return self.data_dir / source.name / table / day.isoformat()
@@ -91,19 +96,19 @@ class Landing:
     # -- step 1 ----------------------------------------------------------------------------
     def stage(self, source: Source, day: dt.date) -> Path:
         """Empty the staging folder target-jsonl will append to (left over by a crashed run)."""
-        staging = self.staging_dir(source, day)
+        staging = self.staging_dir(source)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         return staging
 
     def publish(self, source: Source, day: dt.date, catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Publish the staged output of `source` for `day`; returns {table: {rows, sha256}}."""
-        staging = self.staging_dir(source, day)
+        staging = self.staging_dir(source)
         if not staging.is_dir():
-            raise PublishError(f"nothing staged at {staging}: run the whole step again ({source.rerun(day)})")
+            raise PublishError(f"nothing staged at {staging}: the step must run whole", [source.rerun(day)])
         streams = [s for s in catalog.get("streams", []) if _selected(s)]
         if not streams:
-            raise PublishError(f"the {source.tap} catalog lists no streams: check the source and rerun {source.rerun(day)}")
+            raise PublishError(f"the {source.tap} catalog lists no streams: check the source", [source.rerun(day)])
         built: list[tuple[Path, Path]] = []  # (building folder, final folder)
         tables: dict[str, dict[str, Any]] = {}
         try:
@@ -150,7 +155,7 @@ class Landing:
                 data = path.read_bytes()
                 files[path.name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             else:
-                raise PublishError(f"{what}: unexpected {path} in the folder being built: rerun {source.rerun(day)}")
+                raise PublishError(f"{what}: unexpected {path} in the folder being built", [source.rerun(day)])
         return {**entry, "files": files}
 
     # -- the gate (read by step 2 and by status) ---------------------------------------------
@@ -163,7 +168,7 @@ class Landing:
         GateError naming every added, missing or changed file and the rerun.
         """
         recorded = self._recorded(source, day)
-        step, rerun = source.step, source.rerun(day)
+        step = source.step
         problems: list[str] = []
         for extra in sorted(set(self._table_folders(source, day)) - set(recorded)):
             problems.append(f"{self.day_dir(source, extra, day)} was added after {step} wrote the day (it holds no such table)")
@@ -195,7 +200,7 @@ class Landing:
                     problems.append(f"{path} changed after {step} wrote it (sha256 differs from the marker's)")
             result[table] = {**expected, "dir": folder}
         if problems:
-            raise GateError(f"{step} output for {day} is broken: {'; '.join(problems)}: run {rerun}")
+            raise GateError(f"{step} output for {day} is broken: {'; '.join(problems)}", [source.rerun(day)])
         return result
 
     def schema(self, source: Source, table: str, day: dt.date) -> dict[str, Any]:
@@ -209,8 +214,8 @@ class Landing:
             data = None
         if want is None or data is None or hashlib.sha256(data).hexdigest() != want["sha256"]:
             raise GateError(
-                f"{source.step} output for {day} is broken: {path} is missing or changed after "
-                f"{source.step} wrote it: run {source.rerun(day)}"
+                f"{source.step} output for {day} is broken: {path} is missing or changed after {source.step} wrote it",
+                [source.rerun(day)],
             )
         return json.loads(data)
 
@@ -218,9 +223,7 @@ class Landing:
         """The tables the task marker of `source` for `day` records, each with its file list."""
         marker = self.task_marker(source, day)
         if not marker.exists():
-            raise GateError(
-                f"{source.step} has not succeeded for {day} (no success marker {marker}): run {source.rerun(day)}"
-            )
+            raise GateError(f"{source.step} has not succeeded for {day} (no success marker {marker})", [source.rerun(day)])
         try:
             content = json.loads(marker.read_bytes())
             tables: dict[str, dict[str, Any]] = content["tables"]
@@ -231,7 +234,8 @@ class Landing:
         if not ok:
             raise GateError(
                 f"{source.step} output for {day} is broken: the success marker {marker} is unreadable, is not "
-                f"this day's, or predates per-file checksums: run {source.rerun(day)}"
+                "this day's, or predates per-file checksums",
+                [source.rerun(day)],
             )
         return tables
 
@@ -250,14 +254,17 @@ class Landing:
         missing or broken task and its rerun command.
         """
         found: dict[tuple[Source, str], dict[str, Any]] = {}
-        problems = []
+        problems: list[GateError] = []
         for source in SOURCES.values():
             try:
                 found.update({(source, table): info for table, info in self.verify(source, day).items()})
             except GateError as exc:
-                problems.append(str(exc))
+                problems.append(exc)
         if problems:
-            raise GateError(f"step 2 (load) refuses to run for {day}: " + "; ".join(problems))
+            raise GateError(
+                f"step 2 (load) refuses to run for {day}: " + "; ".join(p.message for p in problems),
+                [fix for p in problems for fix in p.fixes],
+            )
         return found
 
     def day_digest(self, day: dt.date) -> str:

@@ -159,7 +159,7 @@ def rows_so_far(settings: Settings, step: str, day: dt.date) -> int | None:
     if step.startswith("extract-"):
         from .landing import SOURCES, Landing
 
-        staging = Landing(settings.data_dir).staging_dir(SOURCES[step.removeprefix("extract-")], day)
+        staging = Landing(settings.data_dir, settings.staging_root).staging_dir(SOURCES[step.removeprefix("extract-")])
         total = 0
         for path in staging.glob("*.jsonl"):
             try:

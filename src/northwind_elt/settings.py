@@ -77,6 +77,11 @@ class Settings:
     def embedded(self) -> bool:
         return self.db_mode == "embedded"
 
+    @property
+    def staging_root(self) -> Path:
+        """Where target-jsonl writes step 1 before it is published (see load/loaders.meltano.yml)."""
+        return self.root / ".meltano" / "staging"
+
     def meltano_env(self) -> dict[str, str]:
         """Environment for a Meltano subprocess: the resolved settings, never re-derived there."""
         env = dict(os.environ)

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -42,7 +43,7 @@ def _source(step: str) -> Source:
 
 # -- open: gate and preparation of each step ------------------------------------------------
 def _open_extract(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
-    Landing(settings.data_dir).stage(_source(step), day)
+    Landing(settings.data_dir, settings.staging_root).stage(_source(step), day)
     if step == "extract-postgres":
         kept = catalogs.refresh_if_schema_changed(settings, _source(step).tap)
         print("source schema unchanged: the cached catalog is used" if kept else "the catalog will be discovered")
@@ -96,7 +97,7 @@ def _close_extract(settings: Settings, step: str, day: dt.date) -> dict[str, int
     path = catalog_path(settings, source)
     if not path.exists():
         raise PublishError(f"no catalog at {path}: {source.tap} did not run", [rerun(step, day)])
-    tables = Landing(settings.data_dir).publish(source, day, json.loads(path.read_text()))
+    tables = Landing(settings.data_dir, settings.staging_root).publish(source, day, json.loads(path.read_text()))
     for table, entry in tables.items():
         print(f"published {source.name}/{table}/{day}: {entry['rows']} rows")
     return {table: int(entry["rows"]) for table, entry in tables.items()}
@@ -131,6 +132,22 @@ CLOSERS: dict[str, Callable[[Settings, str, dt.date], dict[str, int]]] = {
 }
 
 
+def release_meltano_job(settings: Settings, step: str) -> int:
+    """Mark Meltano's own record of an earlier run of this step's tap/target pair failed if it
+    still says RUNNING (its `meltano run` was killed). Called under the step's project lock, so no
+    other run of the pair is alive: without this a plain `meltano run <job>` would refuse to start
+    for minutes after a killed run ("Another ... pipeline is already running"). Returns how many."""
+    pair = get(step).plugins.split()
+    database = settings.root / ".meltano" / "meltano.db"
+    if len(pair) != 2 or not database.exists():
+        return 0
+    with sqlite3.connect(database, timeout=30) as conn:
+        return conn.execute(
+            "update runs set state = 'FAIL', ended_at = ? where state = 'RUNNING' and job_name like ?",
+            (dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" "), f"%:{pair[0]}-to-{pair[1]}"),
+        ).rowcount
+
+
 def abandon(settings: Settings, step: str, day: dt.date) -> None:
     """Undo what a run of `step` that ended without closing leaves behind (called by its guard)."""
     if step == "load":
@@ -146,6 +163,7 @@ def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> s
     with ExitStack() as stack:
         fds = locks.acquire_day(stack, settings.data_dir, day, [step], owner=owner)
         fds += locks.acquire_project(stack, settings.root, step, day, owner=owner)
+        release_meltano_job(settings, step)
         run_id = ledger.begin(day, step, rerun_text, None, owner=owner)
         try:
             OPENERS[step](settings, step, day, run_id)

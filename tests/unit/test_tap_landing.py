@@ -15,6 +15,7 @@ import pytest
 from landed_day import CSV, DAY, POSTGRES, land_day
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
+from northwind_elt.errors import Fix
 from northwind_elt.landing import GateError
 from tap_landing.tap import TapLanding
 
@@ -117,5 +118,6 @@ def test_numbers_keep_their_exact_decimal_text_in_records(tmp_path: Path, capsys
 def test_discovery_runs_the_gate(tmp_path: Path) -> None:
     landing = land_day(tmp_path)
     landing.task_marker(CSV, DAY).unlink()
-    with pytest.raises(GateError, match="make extract-csv DATE=2024-01-01"):
+    with pytest.raises(GateError) as refused:
         TapLanding(config={"data_dir": str(tmp_path), "date": DAY.isoformat(), "batch_rows": 4})
+    assert refused.value.fixes == [Fix(step="extract-csv", day=DAY)]
