@@ -87,7 +87,10 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, n
                 # stateless extract. No --refresh-catalog: Meltano reuses tap-postgres's cached
                 # catalog, which elt:open-extract-postgres removes whenever the source schema changed
                 # (catalogs.py), so drift is still seen.
-                [*(["nice", "-n", str(nice)] if nice else []), meltano_exe(), "run", "--force", "--no-state-update", step],
+                [
+                    *(["nice", "-n", str(nice)] if nice else []),
+                    meltano_exe(), f"--environment={settings.meltano_environment}", "run", "--force", "--no-state-update", step,
+                ],
                 cwd=settings.root,
                 env=env,
                 stdout=subprocess.PIPE,

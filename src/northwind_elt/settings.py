@@ -78,6 +78,11 @@ class Settings:
         return self.db_mode == "embedded"
 
     @property
+    def meltano_environment(self) -> str:
+        """The Meltano environment of these settings: dev (embedded server) or prod (external)."""
+        return "dev" if self.embedded else "prod"
+
+    @property
     def staging_root(self) -> Path:
         """Where target-jsonl writes step 1 before it is published (see load/loaders.meltano.yml)."""
         return self.root / ".meltano" / "staging"
