@@ -12,18 +12,19 @@ DATE ?=
 export DATE
 
 .PHONY: help setup db-up db-down db-status extract-postgres extract-csv load transform export \
-        pipeline status backfill docs test clean
+        pipeline status backfill docs test test-compose clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 setup: $(SETUP_STAMP) ## create .venv, install pinned deps, meltano install (quick when done)
+	@mkdir -p data/compose  # Docker Compose's data folder, yours before a container can make it root's
 
 $(SETUP_STAMP): requirements.txt pyproject.toml meltano.yml extract/*.meltano.yml load/*.meltano.yml transform/*.meltano.yml \
                 extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet pip==26.3
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(NWELT) setup
 	touch $@
@@ -58,6 +59,9 @@ docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 808
 
 test: setup airflow-setup ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-compose: ## the Docker Compose stack end to end (installs Docker and Compose from Debian if missing, as root)
+	bash tests/compose/run.sh
 
 clean: ## stop the database and remove local state (.venv*, .meltano, .pg, .airflow, data/ except source files)
 	-@test -x $(NWELT) && $(NWELT) db down
