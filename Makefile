@@ -20,18 +20,19 @@ $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 
 .PHONY: help setup db-up db-down db-status extract-postgres extract-csv load transform export \
-        pipeline status backfill docs test test-unit lint clean
+        pipeline status backfill docs test test-unit test-compose lint clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 setup: $(SETUP_STAMP) ## create .venv, install pinned deps, meltano install (quick when done)
+	@mkdir -p data/compose  # Docker Compose's data folder, yours before a container can make it root's
 
 $(SETUP_STAMP): requirements.txt pyproject.toml meltano.yml extract/*.meltano.yml load/*.meltano.yml transform/*.meltano.yml \
                 extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet pip==26.3
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(NWELT) setup
 	touch $@
@@ -80,6 +81,9 @@ lint: setup $(LINT_STAMP) ## ruff (check, format --check), sqlfluff on transform
 	$(BIN)/ruff format --check .
 	cd transform && ../$(BIN)/sqlfluff lint .
 	$(BIN)/mypy
+
+test-compose: ## the Docker Compose stack end to end (installs Docker and Compose from Debian if missing, as root)
+	bash tests/compose/run.sh
 
 clean: ## stop the database and remove local state (.venv*, .meltano, .pg, .airflow, data/ except source files)
 	-@test -x $(NWELT) && $(NWELT) db down

@@ -203,6 +203,8 @@ def ensure_env_file(root: Path = ROOT) -> bool:
             line = f"{name}={secrets.token_urlsafe(18)}"
         elif sep and port and name.endswith("PG_PORT"):
             line = f"{name}={port}"
+        elif sep and name in ("NWELT_UID", "NWELT_GID") and not value:  # Compose runs containers as you
+            line = f"{name}={os.getuid() if name == 'NWELT_UID' else os.getgid()}"
         lines.append(line)
     tmp = target.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")

@@ -57,7 +57,8 @@ def ensure(settings: Settings, name: str) -> Path:
             except OSError as exc:
                 raise ConfigError(
                     f"cannot download {name} from {origin} ({exc}); place the file at {target} "
-                    "or in ../shared/northwind/ and rerun"
+                    f"or in {shared_dir(settings)}/ and rerun `make setup` (a Docker image build takes "
+                    "it from data/source/ of the checkout: run `make setup` there first, then build again)"
                 ) from None
         actual = sha256_of(tmp)
         if actual != expected:
