@@ -39,9 +39,11 @@ worker, which every task inherits.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -53,9 +55,25 @@ NWELT_HOME = Path(os.environ.get("NWELT_HOME") or Path(__file__).resolve().paren
 NWELT = NWELT_HOME / ".venv" / "bin" / "nwelt"
 LOCK_WAIT_SECONDS = 600
 
-# Extracts read live sources, so a retry can help (a source restarting, a busy network).
-# NWELT_EXTRACT_RETRIES=0 turns retries off, e.g. in tests that expect a failure at once.
-EXTRACT_RETRIES = int(os.environ.get("NWELT_EXTRACT_RETRIES", "2"))
+
+def _registry():  # type: ignore[no-untyped-def]
+    """The project's step registry (src/northwind_elt/registry.py: standard library only), loaded
+    by path: Airflow's environment does not install the project's package."""
+    relative = Path("src", "northwind_elt", "registry.py")
+    candidates = [NWELT_HOME / relative, Path(__file__).resolve().parents[3] / relative]
+    path = next((c for c in candidates if c.exists()), candidates[0])
+    spec = importlib.util.spec_from_file_location("northwind_elt_registry", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+REGISTRY = _registry()
+# Extracts read live sources, so a retry can help (a source restarting, a busy network); the
+# registry says how many. NWELT_EXTRACT_RETRIES overrides it (0 in tests that expect a failure).
+RETRIES_OVERRIDE = os.environ.get("NWELT_EXTRACT_RETRIES")
 EXECUTION_TIMEOUT = timedelta(minutes=int(os.environ.get("NWELT_TASK_TIMEOUT_MINUTES", "120")))
 BACKOFF = {
     "retry_delay": timedelta(minutes=1),
@@ -90,12 +108,13 @@ def run_step(step: str, ds: str) -> None:
         raise AirflowException(f"step {step} for {ds} failed (exit {code}); the cause and the command to resume are above")
 
 
-def step(task_id: str, retries: int = 0) -> PythonOperator:
-    """A task that runs one pipeline step for the run's logical date."""
+def step_task(step) -> PythonOperator:  # type: ignore[no-untyped-def]
+    """A task that runs one pipeline step (a registry.Step) for the run's logical date."""
+    retries = int(RETRIES_OVERRIDE) if step.retries and RETRIES_OVERRIDE is not None else step.retries
     return PythonOperator(
-        task_id=task_id,
+        task_id=step.task_id,
         python_callable=run_step,
-        op_kwargs={"step": task_id.replace("_", "-")},
+        op_kwargs={"step": step.name},
         retries=retries,
         execution_timeout=EXECUTION_TIMEOUT,
         **(BACKOFF if retries else {}),
@@ -112,10 +131,7 @@ with DAG(
     max_active_runs=1,
     tags=["northwind", "elt"],
 ) as dag:
-    extract_postgres = step("extract_postgres", retries=EXTRACT_RETRIES)
-    extract_csv = step("extract_csv", retries=EXTRACT_RETRIES)
-    load = step("load")
-    transform = step("transform")
-    export = step("export")
-
-    [extract_postgres, extract_csv] >> load >> transform >> export
+    tasks = {step.name: step_task(step) for step in REGISTRY.STEPS}
+    for step in REGISTRY.STEPS:  # the registry's upstream steps are the DAG's edges
+        for upstream in step.upstream:
+            tasks[upstream] >> tasks[step.name]
