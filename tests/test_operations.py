@@ -45,6 +45,7 @@ def test_unreadable_csv_status_and_printed_commands_complete_the_day(project: Pr
     assert tail[2].strip().startswith("log:") and Path(tail[2].split("log:")[1].strip()).exists()
     assert tail[3].strip() == f"resume: make extract-csv DATE={day}"
     assert tail[4].strip() == f"then:   make pipeline DATE={day} STEP=load"
+    assert not re.search(r"\[extract-csv\].* 0 rows", result.stdout)  # no misleading count before the failure
 
     status = project.make("status", f"DATE={day}")
     assert status.returncode != 0
@@ -96,6 +97,10 @@ def test_backfill_goes_past_a_failed_day(project: Project) -> None:
     failed = next(d for d in days if d.startswith("2024-01-04"))
     assert "next: make export DATE=2024-01-04" in failed
     assert "stopped without an error message (killed or crashed?)" in failed
+    # every step says when it starts and how it ended, as it happens (day, step, rows, seconds)
+    assert re.search(r"^2024-01-02 load\s+started$", result.stdout, re.M)
+    assert re.search(r"^2024-01-02 load\s+ok\s+\d+ rows\s+[\d.]+ s$", result.stdout, re.M)
+    assert re.search(r"^2024-01-04 export\s+FAILED\s+[\d.]+ s: ", result.stdout, re.M)
     for day in complete:
         assert (project.data_dir / "output" / day / "orders_details.json").exists()
     assert not (project.data_dir / "output" / "2024-01-04").exists()
@@ -118,3 +123,21 @@ def test_two_pipelines_for_one_day_never_interleave(project: Project) -> None:
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     project.make("extract-csv", "DATE=2024-02-06", check=True)
     assert other.wait(timeout=300) == 0
+
+
+def test_a_long_step_says_how_far_it_is(project: Project) -> None:
+    """At least every NWELT_HEARTBEAT_SECONDS (10 s by default; shortened here) a running step
+    prints a line, with the rows landed so far for an extract."""
+    result = project.make("extract-postgres", "DATE=2024-02-07", env={"NWELT_HEARTBEAT_SECONDS": "1"}, check=True)
+    beats = re.findall(r"^  \[extract-postgres\] running for \d+ s, (\d+) rows so far$", result.stdout, re.M)
+    assert beats, result.stdout
+
+
+def test_status_shows_today_without_date_and_the_last_days_with_days(project: Project) -> None:
+    import datetime as dt
+
+    today = dt.date.today()
+    shown = re.findall(r"^day (\S+)$", project.make("status").stdout, re.M)
+    assert shown == [today.isoformat()]
+    shown = re.findall(r"^day (\S+)$", project.make("status", "DATE=2024-02-03", "DAYS=3").stdout, re.M)
+    assert shown == ["2024-02-01", "2024-02-02", "2024-02-03"]

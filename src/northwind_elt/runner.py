@@ -35,7 +35,7 @@ PROGRESS = re.compile(
     r"(committed \S+: \d+ rows|exported \d+ rows|schema change in .+|published \S+: \d+ rows|"
     r"METRIC: .*\"record_count\".*|\d+ of \d+ (OK created|ERROR|FAIL)\b.*|Done\. PASS=.*)"
 )
-HEARTBEAT_SECONDS = 10
+HEARTBEAT_SECONDS = float(os.environ.get("NWELT_HEARTBEAT_SECONDS") or 10)  # tests shorten it
 _PR_SET_PDEATHSIG = 1
 
 # the Meltano jobs this process started and has not yet seen end: stopped with it (see stop_all)
@@ -171,6 +171,18 @@ def rows_so_far(settings: Settings, step: str, day: dt.date) -> int | None:
             except OSError:
                 pass
         return total
+    if step == "load":  # rows target-postgres has committed into the day's load schema so far
+        from .landing import load_schema_name
+        from .warehouse import connect
+
+        try:
+            with connect(settings) as conn:
+                row = conn.execute(
+                    "select coalesce(sum(n_tup_ins), 0) from pg_stat_user_tables where schemaname = %s", (load_schema_name(day),)
+                ).fetchone()
+        except Exception:  # progress is best effort: the step's own errors are reported by the step
+            return None
+        return int(row[0]) if row else None
     return None
 
 
