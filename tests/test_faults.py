@@ -150,7 +150,7 @@ def _tmpfs(path: Path, size_kib: int, readonly: bool = False) -> Iterator[Path]:
 
 
 def test_disk_full_during_step1(project: Project, clean: dict[str, object]) -> None:
-    with _tmpfs(project.data_dir / ".staging", 64):
+    with _tmpfs(project.settings.staging_root, 64):  # where target-jsonl writes
         result = project.make("extract-postgres", f"DATE={DAY}")
     assert result.returncode != 0
     assert "No space left on device" in result.stderr
@@ -159,7 +159,7 @@ def test_disk_full_during_step1(project: Project, clean: dict[str, object]) -> N
 
 
 def test_readonly_data_folder_during_step1(project: Project, clean: dict[str, object]) -> None:
-    with _tmpfs(project.data_dir / ".staging", 1024, readonly=True):
+    with _tmpfs(project.settings.staging_root, 1024, readonly=True):
         result = project.make("extract-csv", f"DATE={DAY}")
     assert result.returncode != 0
     assert "Read-only file system" in result.stderr
@@ -207,3 +207,45 @@ def test_landed_file_damaged_after_step1(project: Project, clean: dict[str, obje
     assert path.read_bytes() == original
     project.make("pipeline", f"DATE={DAY}", "STEP=load", check=True)
     assert _day_state(project, DAY) == clean["day"]
+
+
+def test_full_disk_when_the_step_log_is_opened(project: Project, clean: dict[str, object]) -> None:
+    logs = project.data_dir / "logs"
+    saved = {p: p.read_bytes() for p in logs.rglob("*") if p.is_file()}
+    with _tmpfs(logs, 64):
+        try:  # fill the disk (blocks, or inodes: a tiny tmpfs has few)
+            with (logs / "filler").open("wb") as filler:
+                while True:
+                    filler.write(b"x" * 4096)
+                    filler.flush()
+        except OSError:
+            pass
+        result = project.make("extract-csv", f"DATE={DAY}")
+    for path, content in saved.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"cannot write the log of extract-csv for {DAY}" in result.stderr and "No space left on device" in result.stderr
+    assert _day_state(project, DAY) == clean["day"]
+
+
+def test_clear_errors_for_a_corrupt_ledger_a_data_dir_file_and_bad_dates(project: Project, tmp_path: Path) -> None:
+    broken = tmp_path / "data"
+    broken.mkdir()
+    (broken / "ledger.sqlite").write_bytes(b"this is not a database" * 100)
+    result = project.make("status", f"DATE={DAY}", env={"DATA_DIR": str(broken)})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"LedgerError: the run ledger {broken / 'ledger.sqlite'} cannot be used" in result.stderr
+    assert f"mv {broken / 'ledger.sqlite'} {broken / 'ledger.sqlite'}.broken" in result.stderr
+
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    result = project.make("pipeline", f"DATE={DAY}", env={"DATA_DIR": str(a_file)})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"DATA_DIR={a_file} is a file, not a folder" in result.stderr
+
+    result = project.make("backfill", "START=2024-13-01", "END=2024-01-02")
+    assert result.returncode != 0 and "START='2024-13-01' is not a date" in result.stderr
+    result = project.make("backfill", "START=2024-01-02", "END=2024-01-01")
+    assert result.returncode != 0 and "END=2024-01-01 is before START=2024-01-02" in result.stderr

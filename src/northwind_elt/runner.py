@@ -60,11 +60,15 @@ def stop_all() -> None:
 
 
 def open_log(settings: Settings, step: str, day: dt.date) -> Path:
+    """Create the run's log file and write its first line (a full disk fails here, clearly)."""
     log_dir = settings.data_dir / "logs" / day.isoformat()
     log_path = log_dir / f"{step}-{dt.datetime.now():%Y%m%dT%H%M%S%f}.log"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        log_path.touch()
+        with log_path.open("w") as log:
+            log.write(f"nwelt: {step} for {day}: meltano run {step}\n")
+            log.flush()
+            os.fsync(log.fileno())
     except OSError as exc:
         raise ConfigError(
             f"cannot write the log of {step} for {day} in {log_dir} ({exc.strerror}): free space or fix the "
@@ -80,7 +84,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, n
     started = time.monotonic()
     ledger = Ledger(settings.data_dir)
     try:
-        with log_path.open("w") as log:
+        with log_path.open("a") as log:
             process = subprocess.Popen(
                 # --force: the project's locks decide who may run, not Meltano's job table (a killed
                 # run would block the job for minutes); --no-state-update: every run is a full,
@@ -102,9 +106,15 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, n
             owner = identity(process.pid)
             with _children_lock:
                 _children.add(process)
-            code = _follow(process, log, settings, step, day, quiet)
-            with _children_lock:
-                _children.discard(process)
+            try:
+                code = _follow(process, log, settings, step, day, quiet)
+            except OSError:  # the log cannot be written: stop the job (its guard cleans up)
+                process.kill()
+                process.wait()
+                raise
+            finally:
+                with _children_lock:
+                    _children.discard(process)
     except OSError as exc:
         raise ConfigError(f"cannot write the log {log_path} of {step} for {day} ({exc.strerror}): free space, then rerun") from None
     seconds = time.monotonic() - started
