@@ -4,9 +4,9 @@ target-postgres writes day D into the schema `load_<yyyymmdd>` (created fresh fo
 `commit` then, in a single transaction: checks every table's row count against what step 1
 recorded (reconciliation), creates or widens `raw.<table>` (snapshot_date + the source
 columns), replaces exactly the rows of D, records the load in `raw._loads` (with the checksum of
-the landed day it came from, see `landed_checksum`), refreshes the planner statistics of every table
-it wrote, and drops the load schema. A failure anywhere rolls everything back: D stays as it was, other days are never
-touched, readers never see half a day.
+the landed day it came from, see `landed_checksum`), refreshes the planner statistics of every
+table it wrote, and drops the load schema. A failure anywhere rolls everything back: D stays as
+it was, other days are never touched, readers never see half a day.
 """
 
 from __future__ import annotations
