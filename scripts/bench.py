@@ -24,6 +24,12 @@ test suite) is excluded and printed as `wait`. Peak RSS is measured by polling t
 largest sum over the tree at one instant, `max proc` the largest single process (and its name).
 A benchmark prints figures; it never asserts times.
 
+--days N (alone: 60) loads N consecutive days, one after the other, into one fresh warehouse
+(DATA_DIR data/bench/k{K}-days, warehouse warehouse_bench_k{K}_days) and prints, for each day, the
+load's and the transform's seconds and what one more ANALYZE of every raw table costs at that
+history length, then their median and max: a day whose mart build is planned without statistics
+for the new snapshot_date shows up as a transform many times slower than the median.
+
 --config default runs the same plugins with their default settings (the baseline of the
 tuning): target-postgres with validate_records, record metadata, activate_version and
 batch_size_rows=10000, tap-landing emitting one RECORD message per row, and the two extract
@@ -267,6 +273,47 @@ class Bench:
         return results
 
 
+def days_run(scale: int, days: int, first: str) -> None:
+    """Load `days` days into one fresh warehouse; print each day's load, ANALYZE and transform time."""
+    import datetime as dt
+
+    import psycopg
+
+    from northwind_elt.database import EmbeddedPostgres
+
+    bench = Bench(scale, "days", first)
+    for folder in ("postgres", "csv", "output"):
+        shutil.rmtree(bench.data_dir / folder, ignore_errors=True)
+    database = EmbeddedPostgres(bench.settings)
+    with database.admin() as conn:  # a fresh warehouse: the history starts empty
+        conn.execute(f'drop database if exists "{bench.settings.warehouse.database}" with (force)')
+    database.provision(sync_passwords=False)
+    start = dt.date.fromisoformat(first)
+    loads, analyzes, transforms = [], [], []
+    print(f"{days} days from {first}, scale {scale}, one warehouse ({bench.settings.warehouse.database})", flush=True)
+    for i in range(days):
+        bench.day = (start + dt.timedelta(days=i)).isoformat()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda s: bench.step(s, i), EXTRACTS))
+        load = bench.step("load", i)
+        with psycopg.connect(bench.settings.warehouse.conninfo(), autocommit=True) as conn:
+            tables = [t for (t,) in conn.execute("select tablename from pg_tables where schemaname = 'raw' and tablename <> '_loads'")]
+            started = time.monotonic()
+            for table in tables:
+                conn.execute(f'analyze raw."{table}"')
+            analyze = time.monotonic() - started
+            history = conn.execute("select count(*) from raw.order_details").fetchone()[0]  # type: ignore[index]
+        transform = bench.step("transform", i)
+        loads.append(load.seconds)
+        analyzes.append(analyze)
+        transforms.append(transform.seconds)
+        print(f"  day {i + 1:>3}/{days} {bench.day}  load {load.seconds:6.2f} s  ANALYZE of the {len(tables)} raw tables {analyze:5.2f} s"
+              f"  transform {transform.seconds:6.2f} s  (raw.order_details: {history} rows)", flush=True)
+    print(f"\n{days} days, scale {scale}; {psutil.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    for name, values in (("load", loads), ("ANALYZE (all raw tables)", analyzes), ("transform", transforms)):
+        print(f"{name:<25} median {statistics.median(values):6.2f} s  max {max(values):6.2f} s (day {values.index(max(values)) + 1})")
+
+
 def median(samples: list[Sample]) -> Sample:
     best = sorted(samples, key=lambda s: s.seconds)[len(samples) // 2]
     servers = [s.server_cpu for s in samples if s.server_cpu is not None]
@@ -301,7 +348,14 @@ def main() -> int:
                              "or one after the other (default for --config default: the untuned baseline)")
     parser.add_argument("--pipeline", action="store_true", help="also time `nwelt pipeline` (extracts in parallel), --repeat times")
     parser.add_argument("--backfill", type=int, default=0, metavar="DAYS", help="also time `nwelt backfill` of DAYS days ending the day before --date")
+    parser.add_argument("--days", type=int, nargs="?", const=60, default=0, metavar="N",
+                        help="instead: load N days (alone: 60) into one warehouse and print each day's transform time")
     args = parser.parse_args()
+    if args.days:
+        generate_scaled.build_database(args.scale)
+        generate_scaled.build_csv(args.scale, generate_scaled.ROOT / "data" / "source" / "order_details.csv")
+        days_run(args.scale, args.days, args.date)
+        return 0
     repeat = args.repeat or (3 if args.scale <= 10 else 1)
     steps = [s for s in STEPS if s in args.steps.split(",")]
     step1 = args.step1 or ("parallel" if args.config == "tuned" else "sequential")

@@ -46,6 +46,7 @@ REJECTED = {
     "non-numeric-quantity": (lambda ls: [*ls[:3], "10249,14,18.6,nine,0", *ls[4:]], "line 4, column quantity: 'nine' is not an integer"),
     "comma-inside-a-number": (lambda ls: [*ls[:3], '10249,14,"18,6",9,0', *ls[4:]], "line 4, column unit_price: '18,6' is not a decimal"),
     "empty-file": (lambda ls: [], "the file is empty"),
+    "header-without-rows": (lambda ls: ls[:1], "the file has a header but no data rows"),  # empty-day policy
     "renamed-header-column": (
         lambda ls: ["order_id,product_id,price,quantity,discount", *ls[1:]],
         "(missing columns ['unit_price']; unexpected columns ['price'])",

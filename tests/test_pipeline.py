@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import D1, D2, Project
+from conftest import D1, D2, ROOT, Project
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -67,8 +71,83 @@ def test_export_refuses_a_day_not_transformed(done: Project) -> None:
     result = done.make("export", "DATE=2023-12-30")
     assert result.returncode != 0
     assert "the transform has not built marts.orders_details for 2023-12-30" in result.stderr
-    assert "make transform DATE=2023-12-30" in result.stderr
+    assert "make pipeline DATE=2023-12-30" in result.stderr  # never extracted here: the whole pipeline
     assert not (done.data_dir / "output" / "2023-12-30").exists()
+
+
+def _mart_rows(project: Project, day: str) -> int:
+    return project.sql("select count(*) from marts.orders_details where snapshot_date = %s", (day,))[0][0]
+
+
+def _raw_rows(project: Project, day: str) -> int:
+    return project.sql("select count(*) from raw.order_details where snapshot_date = %s", (day,))[0][0]
+
+
+def _exported_rows(project: Project, day: str) -> tuple[int, int]:
+    out = project.data_dir / "output" / day
+    return len(list(csv.DictReader((out / "orders_details.csv").open(newline="")))), len(json.loads((out / "orders_details.json").read_text()))
+
+
+def test_order_details_without_rows_is_refused_and_the_day_stays_whole(done: Project, tmp_path: Path) -> None:
+    """Empty-day policy: a header-only order_details.csv is refused at extract; D stays as it was, end to end."""
+    empty = tmp_path / "order_details.csv"
+    empty.write_text((done.settings.source_dir / "order_details.csv").read_text().splitlines()[0] + "\n")
+    landed, out = done.day_files(D1), _digests(done.data_dir / "output" / D1)
+    result = done.make("pipeline", f"DATE={D1}", env={"ORDER_DETAILS_CSV": str(empty)})
+    assert result.returncode != 0
+    assert "FAILED: step extract-csv" in result.stderr
+    assert str(empty) in result.stderr and "the file has a header but no data rows" in result.stderr, result.stderr
+    assert done.day_files(D1) == landed  # previous files kept (extract-postgres rewrote its own identically)
+    assert _digests(done.data_dir / "output" / D1) == out
+    assert _raw_rows(done, D1) == _mart_rows(done, D1) == _exported_rows(done, D1)[0] == 2155
+
+
+def test_the_mart_holds_exactly_the_raw_order_lines_of_a_day_even_none(done: Project) -> None:
+    """A mart row of D that raw does not have is impossible, even when raw holds no order line for D."""
+    try:
+        done.sql("delete from raw.order_details where snapshot_date = %s", (D1,))
+        done.make("transform", f"DATE={D1}", check=True)
+        assert _raw_rows(done, D1) == _mart_rows(done, D1) == 0
+        done.make("export", f"DATE={D1}", check=True)
+        assert _exported_rows(done, D1) == (0, 0)  # raw, mart and files agree: a header-only CSV, []
+        assert (done.data_dir / "output" / D1 / "orders_details.csv").read_text().startswith("snapshot_date,order_id,")
+    finally:
+        done.make("pipeline", f"DATE={D1}", "STEP=load", check=True)
+    assert _raw_rows(done, D1) == _mart_rows(done, D1) == _exported_rows(done, D1)[0] == 2155
+
+
+def test_export_writes_only_rows_built_from_this_data_dir(done: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two DATA_DIRs sharing one warehouse: each exports only mart rows built from its own landed day."""
+    other = Project(tmp_path_factory.mktemp("data-other"), {**done.env})
+    other.env["DATA_DIR"] = str(other.data_dir)
+    out = done.data_dir / "output" / D1
+    before = _digests(out)
+    # a new DATA_DIR where D1 was never extracted: the warehouse's rows of D1 are not its own
+    result = other.make("pipeline", f"DATE={D1}", "STEP=export")
+    assert result.returncode != 0
+    assert f"make pipeline DATE={D1}" in result.stderr and str(other.data_dir) in result.stderr, result.stderr
+    assert not (other.data_dir / "output" / D1).exists()
+    # the other DATA_DIR lands D1 from other files (one order line less) and builds the mart from them
+    csv_file = other.data_dir / "order_details.csv"
+    lines = (done.settings.source_dir / "order_details.csv").read_text().splitlines()
+    csv_file.write_text("\n".join(lines[:-1]) + "\n")
+    for step in ("extract-postgres", "extract-csv", "load", "transform"):
+        other.make(step, f"DATE={D1}", check=True, env={"ORDER_DETAILS_CSV": str(csv_file)})
+    assert _mart_rows(done, D1) == 2154
+    # this DATA_DIR's export refuses them, naming the command that rebuilds D1 from its own files
+    result = done.make("export", f"DATE={D1}")
+    assert result.returncode != 0
+    assert "built from other landed files" in result.stderr
+    assert f"make pipeline DATE={D1} STEP=load" in result.stderr
+    assert _digests(out) == before
+    done.make("pipeline", f"DATE={D1}", "STEP=load", check=True)
+    assert _digests(out) == before  # the rows of this DATA_DIR again, byte for byte
+    # the exported columns are the mart's, without provenance
+    header = (out / "orders_details.csv").read_text().splitlines()[0]
+    assert "sha256" not in header and "landed" not in header
+    assert header.split(",") == [c for (c,) in done.sql(
+        "select column_name from information_schema.columns where table_schema = 'marts' and table_name = 'orders_details'"
+        " order by ordinal_position")]
 
 
 def test_a_failing_dbt_test_fails_transform_and_names_it(done: Project) -> None:
@@ -81,3 +160,28 @@ def test_a_failing_dbt_test_fails_transform_and_names_it(done: Project) -> None:
     assert "FAILED: step transform" in result.stderr
     assert "quantity" in result.stderr  # the failing test (accepted range on quantity) is named
     assert f"make transform DATE={day}" in result.stderr
+
+
+def test_dbt_relation_cache_race_cannot_happen(done: Project, tmp_path: Path) -> None:
+    """The daily build's dbt flags cannot hit dbt's relation-cache race (issue: "Cache
+    inconsistency detected: in rename, new key ... stg_northwind__customers already in cache").
+
+    tests/dbt_cache_race.py runs the real dbt build, with the flags of transformers.meltano.yml,
+    the profile's 2 threads and the real warehouse, holding the race window open; with
+    `--no-populate-cache` it fails every time."""
+    plugins = yaml.safe_load((ROOT / "transform" / "transformers.meltano.yml").read_text())["plugins"]["utilities"]
+    build = next(p for p in plugins if p["name"] == "dbt-postgres")["commands"]["build"]["args"]
+    env = {
+        **os.environ, **done.settings.meltano_env(), "RUN_DATE": D1, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_PROJECT_DIR": str(ROOT / "transform"), "DBT_PROFILES_DIR": str(ROOT / "transform" / "profiles" / "postgres"),
+    }
+    python = ROOT / ".meltano" / "utilities" / "dbt-postgres" / "venv" / "bin" / "python"
+    result = subprocess.run(
+        [str(python), str(ROOT / "tests" / "dbt_cache_race.py"), *shlex.split(build),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert "Cache inconsistency" not in output, output[-3000:]
+    assert result.returncode == 0, output[-3000:]
+    assert _mart_rows(done, D1) == 2155

@@ -6,6 +6,13 @@
 Rows are ordered by order_id, product_id; numbers keep their exact decimal text; the output
 holds no timestamp, so two exports of the same mart day are byte-identical. Both files are
 written into a temporary folder that replaces the day's folder in one rename.
+
+Provenance: the export writes the mart rows of D only if the mart build of D recorded the
+checksum of this DATA_DIR's landed day (warehouse.landed_checksum: step 2 records it in raw._loads,
+the mart build in marts._orders_details_builds); rows another DATA_DIR built in a shared
+warehouse, or rows of an older landing of D, are refused. The check and the rows are read in one
+REPEATABLE READ transaction, so they are of the same build. A proven build of zero rows is exported
+as a header-only CSV and an empty JSON array.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ from . import faults
 from .atomic import replace_dir
 from .ledger import Ledger
 from .settings import Settings
-from .warehouse import LoadError, connect
+from .warehouse import LoadError, connect, landed_checksum
 
 MART_SCHEMA = "marts"
 MART = "orders_details"
+BUILDS = f"_{MART}_builds"  # written by the mart's post-hook (transform/macros/mart_day.sql)
 
 
 from .errors import ExportError  # noqa: E402  (re-exported)
@@ -49,8 +57,12 @@ def mart_rows(settings: Settings, day: dt.date) -> int:
     with connect(settings) as conn:
         if not _mart_exists(conn):
             return 0
-        query = sql.SQL("select count(*) from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, MART))
-        return int(conn.execute(query, (day,)).fetchone()[0])  # type: ignore[index]
+        return mart_rows_in(conn, day)
+
+
+def mart_rows_in(conn: psycopg.Connection, day: dt.date) -> int:
+    query = sql.SQL("select count(*) from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, MART))
+    return int(conn.execute(query, (day,)).fetchone()[0])  # type: ignore[index]
 
 
 def _text(value: Any) -> str:
@@ -89,10 +101,8 @@ def export(settings: Settings, day: dt.date) -> int:
             f"the last transform of {day} {last.outcome} (its rows are untested): run make transform DATE={day} first"
         )
     with conn:
-        if not _mart_exists(conn) or mart_rows(settings, day) == 0:
-            raise ExportError(
-                f"the transform has not built {MART_SCHEMA}.{MART} for {day}: run make transform DATE={day} first"
-            )
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # the proof and the rows: one snapshot
+        _check_provenance(conn, settings, day)
         query = sql.SQL("select * from {} where snapshot_date = %s order by order_id, product_id").format(
             sql.Identifier(MART_SCHEMA, MART)
         )
@@ -111,17 +121,45 @@ def export(settings: Settings, day: dt.date) -> int:
     return rows
 
 
+def _check_provenance(conn: psycopg.Connection, settings: Settings, day: dt.date) -> None:
+    """Refuse unless the mart rows of `day` were built from this DATA_DIR's landed day."""
+    landed = landed_checksum(settings, day)
+    build = None
+    if _mart_exists(conn) and conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{BUILDS}",)).fetchone()[0]:  # type: ignore[index]
+        build = conn.execute(
+            sql.SQL("select landed_sha256, rows from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, BUILDS)),
+            (day,),
+        ).fetchone()
+    never_landed = f"{day} was never extracted into this DATA_DIR ({settings.data_dir}): run make pipeline DATE={day}"
+    if build is None:
+        fix = never_landed if landed is None else f"run make transform DATE={day} first"
+        raise ExportError(f"the transform has not built {MART_SCHEMA}.{MART} for {day}: {fix}")
+    if landed is None:
+        raise ExportError(f"the warehouse's rows of {day} are not this DATA_DIR's: {never_landed}")
+    built_from, built_rows = build
+    if built_from != landed:
+        raise ExportError(
+            f"{MART_SCHEMA}.{MART} holds rows of {day} built from other landed files than this DATA_DIR's "
+            f"({settings.data_dir}): another DATA_DIR sharing the warehouse, or an earlier extract of {day}, "
+            f"was loaded and transformed last; run make pipeline DATE={day} STEP=load"
+        )
+    rows = mart_rows_in(conn, day)
+    if rows != built_rows:
+        raise ExportError(
+            f"{MART_SCHEMA}.{MART} has {rows} rows for {day} but its build recorded {built_rows}: "
+            f"the mart was changed after the transform; run make transform DATE={day}"
+        )
+
+
 def _write(cursor: psycopg.Cursor, csv_file: Path, json_file: Path) -> int:
     rows = 0
     with csv_file.open("w", newline="", encoding="utf-8") as c, json_file.open("w", encoding="utf-8") as j:
         writer = csv.writer(c, lineterminator="\n")
-        keys: list[str] | None = None
+        names = [d.name for d in cursor.description or []]
+        writer.writerow(names)  # also for a day of zero rows: a header-only CSV
+        keys = [encode_basestring(n) + ": " for n in names]
         j.write("[")
         for record in cursor:
-            if keys is None:
-                names = [d.name for d in cursor.description or []]
-                writer.writerow(names)
-                keys = [encode_basestring(n) + ": " for n in names]
             writer.writerow([_text(v) for v in record])
             fields = ", ".join([k + _json(v) for k, v in zip(keys, record, strict=True)])
             j.write(("\n  {" if rows == 0 else ",\n  {") + fields + "}")

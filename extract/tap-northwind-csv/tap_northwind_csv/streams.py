@@ -209,6 +209,7 @@ class CsvFileStream(Stream):
 
         parsers = [PARSERS[self.columns[name]] for name in header]
         keys = set(self.primary_keys or [])
+        rows = 0
         for row in reader:
             line_num = reader.line_num  # type: ignore[attr-defined]
             if len(row) != len(header):
@@ -239,6 +240,17 @@ class CsvFileStream(Stream):
             # the configured column order, whatever the header's: the output does not
             # depend on how the file happens to order its columns
             yield {name: record[name] for name in self.columns}
+            rows += 1
+        if rows == 0:
+            # Empty-day policy: the file is a full snapshot of every order line, so a header
+            # without rows is a broken upstream export, not a day without orders; publishing it
+            # would empty the day in raw, the mart and the exported files. Nothing is published.
+            msg = (
+                f"{self.path}: the file has a header but no data rows; a day's order lines are "
+                f"never empty (policy: the day is rejected, the previous files of the day are "
+                f"kept); fix the file and {RERUN}"
+            )
+            raise CsvInputError(msg)
 
     def _check_header(self, header: list[str]) -> None:
         """The header must name exactly the configured columns, in any order."""

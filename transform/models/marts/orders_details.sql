@@ -5,7 +5,9 @@
 -- rows of D and inserts them again (incremental strategy delete+insert on snapshot_date), so a
 -- rerun of D replaces exactly D and never touches another day. The very first build creates the
 -- table with the rows of D only. `full_refresh: false` keeps `dbt build --full-refresh` from
--- dropping the history of every other day.
+-- dropping the history of every other day. The hooks (macros/mart_day.sql) delete D first (so a
+-- day with no order line leaves no old row of D behind) and record which landed day D was built
+-- from (for the export's provenance check).
 
 {{
     config(
@@ -14,6 +16,8 @@
         unique_key='snapshot_date',
         on_schema_change='append_new_columns',
         full_refresh=false,
+        pre_hook="{{ replace_mart_day_start() }}",
+        post_hook="{{ record_mart_day_end() }}",
     )
 }}
 

@@ -1,0 +1,48 @@
+{#
+    Building day D of an incremental mart replaces exactly D and records where D came from.
+
+    replace_mart_day_start()   pre-hook, in the model's transaction, before its query runs:
+      1. locks the load records of D (raw._loads, FOR SHARE): a load of D waits until this build
+         has committed, so the rows read and the checksum recorded below are of one load;
+      2. deletes every row of D from the mart. dbt's delete+insert deletes only the keys of the new
+         batch: a batch with no row of D (raw holds no order line for D) would keep the old
+         rows. Deleting D first makes the mart hold exactly what raw holds for D, even nothing.
+
+    record_mart_day_end()      post-hook, same transaction: writes, for D, the checksum of the
+      landed day the raw rows came from (raw._loads.landed_sha256, written by step 2 from the task
+      markers of its DATA_DIR) and the number of mart rows, into marts._orders_details_builds.
+      The export compares it with its own DATA_DIR's markers and refuses rows built from other
+      files. Provenance lives in this side table, so the mart's columns (and the exported files)
+      do not change.
+
+    `raw` is the schema of the raw layer (src/northwind_elt/warehouse.py: RAW, and __sources.yml).
+#}
+{% macro mart_builds_relation() -%}
+    {{ this.schema }}._{{ this.identifier }}_builds
+{%- endmacro %}
+
+{% macro replace_mart_day_start() -%}
+    select 1 from raw._loads where snapshot_date = {{ run_date_literal() }} for share;
+    create table if not exists {{ mart_builds_relation() }} (
+        snapshot_date date primary key,
+        landed_sha256 text,
+        rows bigint not null,
+        built_at timestamptz not null default now()
+    );
+    {% if is_incremental() -%}
+    delete from {{ this }} where snapshot_date = {{ run_date_literal() }};
+    {%- endif %}
+{%- endmacro %}
+
+{% macro record_mart_day_end() -%}
+    insert into {{ mart_builds_relation() }} (snapshot_date, landed_sha256, rows)
+    select
+        {{ run_date_literal() }},
+        -- one checksum for every table of the day, else none (a load from before checksums)
+        (select case when count(distinct landed_sha256) = 1 and count(landed_sha256) = count(*)
+                     then min(landed_sha256) end
+           from raw._loads where snapshot_date = {{ run_date_literal() }}),
+        (select count(*) from {{ this }} where snapshot_date = {{ run_date_literal() }})
+    on conflict (snapshot_date) do update
+        set landed_sha256 = excluded.landed_sha256, rows = excluded.rows, built_at = now();
+{%- endmacro %}
