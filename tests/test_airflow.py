@@ -214,7 +214,7 @@ def test_failed_extract_stops_the_day_before_load(project: Project, tmp_path: Pa
     assert rows_loaded(project.settings, D2) == {}, f"rows of {D2} reached the warehouse"
 
 
-# -- a real scheduler: `make airflow` on a non-default port (docs: README "Airflow" section) ------
+# -- a real scheduler: `make airflow` on a non-default port (docs: docs/operations.md, "Airflow") ------
 
 
 @pytest.mark.slow

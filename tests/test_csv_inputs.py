@@ -1,6 +1,6 @@
 """Bad input in order_details.csv, through the real pipeline.
 
-Policy (README, "Bad input"): the file is either accepted exactly, or the day is rejected with a
+Policy (docs/guarantees.md, "Bad input policy"): the file is either accepted exactly, or the day is rejected with a
 message naming the file, the line and the column; nothing is quarantined and no earlier good day
 is touched. The CSV tap checks shape and types; publishing checks duplicate keys; dbt tests
 check values and references (negative quantity, empty price, an order that does not exist).

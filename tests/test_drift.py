@@ -1,6 +1,6 @@
 """Schema drift between days and awkward identifiers, on a private copy of the source database.
 
-Policy (README, "Schema drift"): a new column is added to the raw table (earlier days read NULL)
+Policy (docs/guarantees.md, "Schema drift policy"): a new column is added to the raw table (earlier days read NULL)
 and reported; a dropped column reads NULL for the new day and is reported; a changed type is
 refused by the load with a message naming table and column, leaving every loaded day as it was.
 A changed CSV header is refused by extract-csv (tests/test_csv_inputs.py).

@@ -1,4 +1,4 @@
-"""Meltano's own commands, run as a user types them (docs: README "Meltano" section).
+"""Meltano's own commands, run as a user types them (docs: docs/operations.md, "Meltano").
 
 Only `.env` (written by `make setup`) and RUN_DATE are set: every plugin setting that reads a
 path or a connection has a default or comes from `.env`, and a relative DATA_DIR means the

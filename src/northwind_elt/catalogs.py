@@ -4,8 +4,8 @@ tap-postgres discovery (a second start of the tap, plus reflection of every tabl
 largest fixed cost of step 1 on a small day. Meltano caches a discovered catalog in
 `.meltano/run/tap-postgres/tap.properties.json` and reuses it while the plugin's config is
 unchanged, but it cannot know when the source's tables change. So, before the tap runs,
-`elt:stage-postgres` takes a fingerprint of the source's schema (tables, columns, types,
-nullability, primary keys: one catalog query, milliseconds) and removes the cached catalog when
+`elt:open-extract-postgres` takes a fingerprint of the source's schema (tables, columns, types,
+nullability, primary keys: one catalog query) and removes the cached catalog when
 the fingerprint differs from the one the cache was made under. Meltano then discovers again and
 schema drift is seen exactly as with a discovery on every run.
 

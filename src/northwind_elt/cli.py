@@ -35,8 +35,8 @@ def compile_plugins(settings: Settings) -> int:
 
     Meltano installs plugins with uv, which writes no bytecode, and where PYTHONDONTWRITEBYTECODE
     is set Python never writes it either: every plugin start then compiles its imports from
-    source again (dbt: 3 s instead of 2; the Singer SDK plugins about 1 s each). Compiling once
-    here makes every run of every step start faster. Quick when already done.
+    source again. Compiling once here makes every run of every step start faster (figures in
+    docs/performance.md). Quick when already done.
     """
     folders = sorted(settings.root.glob(".meltano/*/*/venv"))
     sources = [settings.root / "src", settings.root / "extract", settings.root / "load"]

@@ -8,7 +8,7 @@
 #     stand-ins of tests/compose/standins.sh (TEST FIXTURES, tagged under the official names);
 #  4. runs `make pipeline DATE=$DAY` outside Compose (a throwaway embedded server and data folder),
 #     for the figures the Compose run must reproduce;
-#  5. per Compose version, the README's commands: build, `up -d source warehouse` (healthy, seeded,
+#  5. per Compose version, the commands of docs/operations.md ("Docker Compose"): build, `up -d source warehouse` (healthy, seeded,
 #     roles), `run --rm pipeline make pipeline DATE=$DAY` (same rows and figures, files owned by the
 #     user), `--profile airflow up -d` and a triggered run of $AIRFLOW_DAY that must succeed; `down -v`.
 #

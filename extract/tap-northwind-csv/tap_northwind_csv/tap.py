@@ -22,8 +22,8 @@ class TapNorthwindCsv(Tap):
     """Singer tap for local CSV files with a declared, typed set of columns."""
 
     name = "tap-northwind-csv"
-    # msgspec encoding and a buffered stdout (see writer.py): about half of the tap's time
-    # per row went into the standard library's JSON encoder and a flush per message
+    # msgspec encoding and a buffered stdout (see writer.py): much of the tap's time per row
+    # went into the standard library's JSON encoder and a flush per message (docs/performance.md)
     message_writer_class = BufferedMsgSpecWriter
 
     config_jsonschema = th.PropertiesList(

@@ -10,7 +10,7 @@ one RECORD message per row: each points at an uncompressed JSONL file of at most
 records (`file://` URL), which the target reads itself. A landed file that small is referenced
 directly; a bigger one (or one whose path needs URL escaping) is cut, byte for byte and never
 parsed, into chunk files under DATA_DIR/.staging/tap_landing/{D}/{hash of the table}/ (the target
-reads a whole batch file into memory, so the chunk size bounds its memory; `elt:commit-load`
+reads a whole batch file into memory, so the chunk size bounds its memory; `elt:close-load`
 removes them). The files hold the landed records as they are, so values keep their exact decimal
 text (target-postgres parses numbers as Decimal). `batch_rows: 0`, or a DATA_DIR whose path
 needs URL escaping, replays RECORD messages (the plain Singer path).
