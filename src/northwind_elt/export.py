@@ -32,6 +32,7 @@ from psycopg import sql
 
 from . import faults
 from .atomic import replace_dir
+from .errors import ExportError, Fix, resume
 from .ledger import Ledger
 from .settings import Settings
 from .warehouse import LoadError, connect, landed_checksum
@@ -41,7 +42,6 @@ MART = "orders_details"
 BUILDS = f"_{MART}_builds"  # written by the mart's post-hook (transform/macros/mart_day.sql)
 
 
-from .errors import ExportError  # noqa: E402  (re-exported)
 
 
 def output_paths(settings: Settings, day: dt.date) -> tuple[Path, Path]:
@@ -94,12 +94,10 @@ def export(settings: Settings, day: dt.date) -> int:
     try:
         conn = connect(settings)
     except LoadError as exc:
-        raise ExportError(str(exc)) from None
+        raise ExportError(exc.message, exc.fixes) from None
     last = Ledger(settings.data_dir).latest(day).get("transform")
     if last is not None and last.outcome != "succeeded":
-        raise ExportError(
-            f"the last transform of {day} {last.outcome} (its rows are untested): run make transform DATE={day} first"
-        )
+        raise ExportError(f"the last transform of {day} {last.outcome} (its rows are untested)", [resume("transform", day)])
     with conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # the proof and the rows: one snapshot
         _check_provenance(conn, settings, day)
@@ -130,24 +128,27 @@ def _check_provenance(conn: psycopg.Connection, settings: Settings, day: dt.date
             sql.SQL("select landed_sha256, rows from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, BUILDS)),
             (day,),
         ).fetchone()
-    never_landed = f"{day} was never extracted into this DATA_DIR ({settings.data_dir}): run make pipeline DATE={day}"
+    never_landed = f"{day} was never extracted into this DATA_DIR ({settings.data_dir})"
     if build is None:
-        fix = never_landed if landed is None else f"run make transform DATE={day} first"
-        raise ExportError(f"the transform has not built {MART_SCHEMA}.{MART} for {day}: {fix}")
+        if landed is None:
+            raise ExportError(f"the transform has not built {MART_SCHEMA}.{MART} for {day}: {never_landed}", [Fix(day=day)])
+        raise ExportError(f"the transform has not built {MART_SCHEMA}.{MART} for {day}", [resume("transform", day)])
     if landed is None:
-        raise ExportError(f"the warehouse's rows of {day} are not this DATA_DIR's: {never_landed}")
+        raise ExportError(f"the warehouse's rows of {day} are not this DATA_DIR's: {never_landed}", [Fix(day=day)])
     built_from, built_rows = build
     if built_from != landed:
         raise ExportError(
             f"{MART_SCHEMA}.{MART} holds rows of {day} built from other landed files than this DATA_DIR's "
             f"({settings.data_dir}): another DATA_DIR sharing the warehouse, or an earlier extract of {day}, "
-            f"was loaded and transformed last; run make pipeline DATE={day} STEP=load"
+            "was loaded and transformed last",
+            [resume("load", day)],
         )
     rows = mart_rows_in(conn, day)
     if rows != built_rows:
         raise ExportError(
             f"{MART_SCHEMA}.{MART} has {rows} rows for {day} but its build recorded {built_rows}: "
-            f"the mart was changed after the transform; run make transform DATE={day}"
+            "the mart was changed after the transform",
+            [resume("transform", day)],
         )
 
 

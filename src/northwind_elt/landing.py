@@ -267,13 +267,21 @@ class Landing:
             )
         return found
 
-    def day_digest(self, day: dt.date) -> str:
-        """What a load of `day` loaded: a digest of both tasks' markers (which record every landed
-        file), after the gate has checked the files against them."""
-        self.check_day(day)
+    def landed_checksum(self, day: dt.date) -> str | None:
+        """SHA-256 of day D as this DATA_DIR landed it: the bytes of both task markers (which record
+        every landed file with its size and checksum). None if a task has no marker for D.
+
+        The load records it (in the ledger and in raw._loads), the mart build records it
+        (marts._orders_details_builds), transform and export compare it with the markers now:
+        rows built from another DATA_DIR's files or from an older landing of D are refused."""
         digest = hashlib.sha256()
-        for source in SOURCES.values():
-            digest.update(self.task_marker(source, day).read_bytes())
+        for name, source in sorted(SOURCES.items()):
+            try:
+                marker = self.task_marker(source, day).read_bytes()
+            except FileNotFoundError:
+                return None
+            digest.update(f"{name}\0{len(marker)}\0".encode())
+            digest.update(marker)
         return digest.hexdigest()
 
 

@@ -4,9 +4,11 @@ It lives with the landed files rather than in the warehouse so that step 1 can r
 the warehouse, and so that a day's files and the story of how they were made travel together.
 A step run is written by the glue tasks inside its Meltano job, whatever started it (`make`,
 `nwelt`, `meltano run`, Airflow): `elt:open-<step>` inserts a `running` row owned by the
-`meltano run` process, `elt:close-<step>` records success; a run that ends without its close
-task is recorded failed by its guard (guard.py) or, if even that was killed, reported as
-`interrupted` (a `running` row whose owner process is gone).
+`meltano run` process, `elt:close-<step>` records success (or failure, when its own work fails).
+A job that ends without its close task (a plugin failed, the run was killed) leaves a `running`
+row whose owner process is gone: it is reported as `interrupted`. When nwelt ran the job (make,
+Airflow, backfill) it records such a run `failed`, with the cause read from the job's log, unless
+the job was killed by a signal.
 """
 
 from __future__ import annotations

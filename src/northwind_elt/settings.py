@@ -14,6 +14,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG_PORT = 55432
 
@@ -26,7 +28,6 @@ def meltano_exe() -> str:
     return str(candidate) if candidate.exists() else "meltano"
 
 
-from .errors import ConfigError  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)

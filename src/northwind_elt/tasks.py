@@ -51,7 +51,7 @@ def _open_extract(settings: Settings, step: str, day: dt.date, run_id: str) -> N
 
 def _open_load(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
     warehouse.prepare(settings, day)  # the gate (both step-1 tasks, files intact), then a clean load schema
-    Ledger(settings.data_dir).set_landing(run_id, Landing(settings.data_dir).day_digest(day))
+    Ledger(settings.data_dir).set_landing(run_id, Landing(settings.data_dir).landed_checksum(day) or "")
 
 
 def _open_transform(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
@@ -61,10 +61,12 @@ def _open_transform(settings: Settings, step: str, day: dt.date, run_id: str) ->
     if load is None or load.outcome != "succeeded":
         state = "has not run" if load is None else load.outcome
         raise GateError(f"transform refuses to run for {day}: the load of {day} {state}", [resume("load", day)])
+    landing = Landing(settings.data_dir)
     try:
-        current = Landing(settings.data_dir).day_digest(day)
+        landing.check_day(day)
     except GateError as exc:
         raise GateError(f"transform refuses to run for {day}: {exc.message}", exc.fixes) from None
+    current = landing.landed_checksum(day)
     if ledger.landing_of(load.run_id) != current:
         raise GateError(
             f"transform refuses to run for {day}: the landed files of {day} changed after the load of {day}",

@@ -19,13 +19,13 @@ import psycopg
 from psycopg import sql
 
 from . import faults
+from .errors import Fix, LoadError, rerun
 from .landing import SOURCES, Landing, load_schema_name
 from .settings import Settings
 
 RAW = "raw"
 
 
-from .errors import LoadError  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -56,23 +56,8 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[Column]:
 
 
 def landed_checksum(settings: Settings, day: dt.date) -> str | None:
-    """SHA-256 of day D as this DATA_DIR landed it: the bytes of both task markers (each lists
-    every landed table with its row count and checksum). None if a task has no marker for D.
-
-    The load records it in raw._loads, the mart build in marts._orders_details_builds, and the
-    export compares it with this DATA_DIR's markers: rows built from another DATA_DIR's files
-    (sharing the warehouse) or from an older landing of D are never exported.
-    """
-    landing = Landing(settings.data_dir)
-    digest = hashlib.sha256()
-    for name, source in sorted(SOURCES.items()):
-        try:
-            marker = landing.task_marker(source, day).read_bytes()
-        except FileNotFoundError:
-            return None
-        digest.update(f"{name}\0{len(marker)}\0".encode())
-        digest.update(marker)
-    return digest.hexdigest()
+    """The checksum of this DATA_DIR's landed day (Landing.landed_checksum)."""
+    return Landing(settings.data_dir).landed_checksum(day)
 
 
 def prepare(settings: Settings, day: dt.date) -> None:
@@ -98,10 +83,9 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
     landed = landed_checksum(settings, day)
     expected = landing.check_day(day)
     if landed is None or landed != landed_checksum(settings, day):
-        raise LoadError(f"the landed files of {day} changed while the load ran: rerun make load DATE={day}")
+        raise LoadError(f"the landed files of {day} changed while the load ran", [rerun("load", day)])
     load = load_schema_name(day)
     counts: dict[str, int] = {}
-    rerun = f"make load DATE={day}"
     with connect(settings) as conn, conn.transaction():
         conn.execute("set local lock_timeout = '60s'")
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
@@ -117,13 +101,14 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
         for (source, table), info in expected.items():
             staged = _columns(conn, load, table)
             if not staged:
-                raise LoadError(f"{load}.{table} was not written by target-postgres: rerun {rerun}")
+                raise LoadError(f"{load}.{table} was not written by target-postgres", [rerun("load", day)])
             rows = conn.execute(sql.SQL("select count(*) from {}.{}").format(sql.Identifier(load), sql.Identifier(table))).fetchone()[0]  # type: ignore[index]
             if rows != info["rows"]:
                 raise LoadError(
                     f"reconciliation failed for {table} on {day}: the warehouse received {rows} rows, "
                     f"{source.step} recorded {info['rows']} (duplicate keys in the file?); nothing was committed; "
-                    f"check {info['dir']} and rerun {source.rerun(day)} then {rerun}"
+                    f"check {info['dir']}",
+                    [source.rerun(day), rerun("load", day)],
                 )
             keys = landing.schema(source, table, day)["key_properties"]
             for change in _ensure_raw_table(conn, table, staged, keys, day):
@@ -185,7 +170,8 @@ def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column]
             raise LoadError(
                 f"schema drift in {table} on {day}: column {column.name} is {column.type} in the landed files "
                 f"but {existing[column.name]} in {RAW}.{table} (earlier days); a type change is not applied "
-                f"automatically: migrate {RAW}.{table} by hand or restore the source type, then rerun make load DATE={day}"
+                "automatically",
+                [Fix(note=f"migrate {RAW}.{table} by hand or restore the source type"), rerun("load", day)],
             )
     staged_names = {c.name for c in staged}
     for name in existing:
