@@ -294,7 +294,7 @@ def days_run(scale: int, days: int, first: str) -> None:
     for i in range(days):
         bench.day = (start + dt.timedelta(days=i)).isoformat()
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda s: bench.step(s, i), EXTRACTS))
+            list(pool.map(lambda s, i=i: bench.step(s, i), EXTRACTS))
         load = bench.step("load", i)
         with psycopg.connect(bench.settings.warehouse.conninfo(), autocommit=True) as conn:
             tables = [t for (t,) in conn.execute("select tablename from pg_tables where schemaname = 'raw' and tablename <> '_loads'")]

@@ -10,7 +10,6 @@ import pytest
 
 from conftest import D1, ROOT, Project
 
-
 # Every way a role with CONNECT + USAGE + SELECT could write in PostgreSQL 18. Each must fail
 # for the extract role, with `default_transaction_read_only` and `transaction_read_only` off.
 READER_WRITES = [
@@ -103,9 +102,8 @@ def test_extract_role_writes_nothing(project: Project) -> None:
         for statement in ("analyze shippers", "vacuum shippers"):
             conn.execute(statement)  # PostgreSQL skips a table the role may not maintain
         assert len([n for n in notices if "permission denied" in n]) == 2, notices
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            with conn.cursor().copy("copy shippers from stdin") as copy:
-                copy.write_row((98, "x", "y"))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.cursor().copy("copy shippers from stdin") as copy:
+            copy.write_row((98, "x", "y"))
         # PostgreSQL lets every role change its own session defaults: each start of a step
         # (and `make db-up`) resets the extract role's, so read-only is back for the next one
         conn.execute("alter role current_user set default_transaction_read_only = off")

@@ -55,5 +55,5 @@ def execute_days(settings: Settings, days: list[dt.date], wait_seconds: float = 
                     for worker in workers:
                         exc = worker.exception() if worker.done() else None
                         if exc is not None:
-                            raise exc
+                            raise exc from None
             yield results[day]

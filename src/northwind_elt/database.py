@@ -25,7 +25,8 @@ import psycopg
 from psycopg import sql
 
 from . import sourcedata
-from .settings import ConfigError, Settings
+from .errors import ConfigError
+from .settings import Settings
 
 OS_USER = "embedded_postgres"
 SUPERUSER = "postgres"

@@ -32,10 +32,10 @@ from psycopg import sql
 
 from . import faults
 from .atomic import replace_dir
-from .errors import ExportError, Fix, resume
+from .errors import ExportError, Fix, LoadError, resume
 from .ledger import Ledger
 from .settings import Settings
-from .warehouse import LoadError, connect, landed_checksum
+from .warehouse import connect, landed_checksum
 
 MART_SCHEMA = "marts"
 MART = "orders_details"

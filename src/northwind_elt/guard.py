@@ -18,6 +18,7 @@ finished is rolled back by the server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import select
@@ -60,10 +61,8 @@ def stop(data_dir: Path, day: dt.date, step: str, timeout: float = 10) -> None:
         return
     pid = int(who.split(":", 1)[0])
     if alive(who):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while alive(who) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -123,19 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     survivors = watch(args.owner)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here on, finish the clean-up
     for process in survivors:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(process.split(":", 1)[0]), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     day = dt.date.fromisoformat(args.date)
     data_dir = Path(os.environ["NWELT_GUARD_DATA_DIR"])
     from . import settings as settings_mod
     from . import tasks
 
-    try:
+    with contextlib.suppress(Exception):  # best effort: the next run of the step cleans up too
         tasks.abandon(settings_mod.load(), args.step, day)
-    except Exception:  # best effort: the next run of the step cleans up too
-        pass
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the locks are free before the guard file goes
     guard_file(data_dir, day, args.step).unlink(missing_ok=True)
     return 0

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
-from .errors import Fix, GateError, PublishError
 from .atomic import atomic_path, replace_dir, write_json
+from .errors import Fix, GateError, PublishError
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,8 @@ class Landing:
                 f"{source.step} output for {day} is broken: {path} is missing or changed after {source.step} wrote it",
                 [source.rerun(day)],
             )
-        return json.loads(data)
+        schema: dict[str, Any] = json.loads(data)
+        return schema
 
     def _recorded(self, source: Source, day: dt.date) -> dict[str, dict[str, Any]]:
         """The tables the task marker of `source` for `day` records, each with its file list."""

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LedgerError
-from .registry import NAMES as STEPS
 
 SCHEMA = """
 create table if not exists runs (

@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from .errors import LockBusy
@@ -116,10 +116,8 @@ def _take(
             os.pwrite(fd, json.dumps(holder).encode(), 0)
         return fd
     except BaseException:
-        try:
+        with suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
         raise
 
 

@@ -13,6 +13,7 @@ Two layers, both set here and nowhere else:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -63,10 +64,8 @@ def secure(settings: Settings) -> None:
     """Make the project's secret-holding paths private (quick: a few stat calls)."""
     for folder in private_dirs(settings):
         if folder.is_relative_to(settings.root) and folder.parent.is_dir():
-            try:
+            with contextlib.suppress(OSError):
                 folder.mkdir(mode=0o700, exist_ok=True)  # before the tool that fills it runs
-            except OSError:
-                pass
         _private(folder, 0o700)
     run = settings.root / ".meltano" / "run"
     if run.is_dir():  # configs a killed or plain `meltano run` left readable

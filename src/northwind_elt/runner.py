@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from . import console, locks
@@ -53,10 +53,8 @@ def stop_all() -> None:
     """Kill the Meltano jobs this process runs (their guards then stop the plugins)."""
     with _children_lock:
         for child in list(_children):
-            try:
+            with suppress(ProcessLookupError):
                 child.kill()
-            except ProcessLookupError:
-                pass
 
 
 def open_log(settings: Settings, step: str, day: dt.date) -> Path:
@@ -127,10 +125,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, n
         cause = f"the Meltano job {step} was stopped by signal {signal.Signals(-code).name}"
     else:
         cause = find_cause(log_path.read_text(errors="replace"), step)
-    if run is None:
-        run_id = ledger.begin(day, step, console.command(console.resume_fixes(step, day)[0]), log_path)
-    else:
-        run_id = run.run_id
+    run_id = ledger.begin(day, step, console.command(console.resume_fixes(step, day)[0]), log_path) if run is None else run.run_id
     if code >= 0:  # a stopped job stays `running` with its owner gone: reported as interrupted
         ledger.finish(run_id, "failed", error=cause)
     ledger.set_log(run_id, log_path)

@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 from .atomic import atomic_path
-from .settings import ConfigError, Settings
+from .errors import ConfigError
+from .settings import Settings
 
 REPO_URL = "https://raw.githubusercontent.com/techindicium/code-challenge"
 COMMIT = "2a9ede179003a4bec46f7c1cb67dc06af72a28a2"

@@ -41,11 +41,11 @@ def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
         secs = f"{run.seconds:>8.1f}" if run and run.seconds is not None else f"{'-':>8}"
         note = (run.error or "") if run and states[step] != "succeeded" else ""
         lines.append(f"  {step:<17} {states[step]:<12} {rows} {secs}  {note[:100]}")
-    step = first_incomplete(states)
-    if step is None:
+    incomplete = first_incomplete(states)
+    if incomplete is None:
         lines.append("  complete")
         return True, lines
-    for i, command in enumerate(resume_commands(step, day)):
+    for i, command in enumerate(resume_commands(incomplete, day)):
         lines.append(f"  {'next:' if i == 0 else 'then:'} {command}")
     return False, lines
 

@@ -12,7 +12,6 @@ it was, other days are never touched, readers never see half a day.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 
 import psycopg
@@ -20,7 +19,7 @@ from psycopg import sql
 
 from . import faults
 from .errors import Fix, LoadError, rerun
-from .landing import SOURCES, Landing, load_schema_name
+from .landing import Landing, load_schema_name
 from .settings import Settings
 
 RAW = "raw"

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import re
-
 import hashlib
 import json
 import random
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path

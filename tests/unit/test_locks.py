@@ -44,9 +44,8 @@ def test_a_second_writer_of_the_day_is_refused_naming_the_holder(tmp_path: Path)
 def test_a_reader_blocks_a_writer_and_other_days_are_free(tmp_path: Path) -> None:
     child = hold_in_child(tmp_path, ["load"])  # reads postgres and csv (shared)
     try:
-        with pytest.raises(LockBusy):  # an extract writes what load reads
-            with locks.hold(tmp_path, DAY, ["extract-csv"]):
-                pass
+        with pytest.raises(LockBusy), locks.hold(tmp_path, DAY, ["extract-csv"]):  # an extract writes what load reads
+            pass
         with locks.hold(tmp_path, DAY + dt.timedelta(days=1), ["extract-csv", "load"]):
             pass
     finally:

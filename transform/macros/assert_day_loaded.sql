@@ -11,7 +11,8 @@
         {%- set loads = adapter.get_relation(database=target.database, schema='raw', identifier='_loads') -%}
         {%- set found = 0 -%}
         {%- if loads is not none -%}
-            {%- set result = run_query("select count(*) from " ~ loads ~ " where snapshot_date = '" ~ day ~ "'::date") -%}
+            {%- set query = "select count(*) from " ~ loads ~ " where snapshot_date = '" ~ day ~ "'::date" -%}
+            {%- set result = run_query(query) -%}
             {%- set found = result.columns[0].values()[0] -%}
         {%- endif -%}
         {%- if found == 0 -%}

@@ -30,7 +30,7 @@
         built_at timestamptz not null default now()
     );
     {% if is_incremental() -%}
-    delete from {{ this }} where snapshot_date = {{ run_date_literal() }};
+        delete from {{ this }} where snapshot_date = {{ run_date_literal() }};
     {%- endif %}
 {%- endmacro %}
 
