@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from . import faults
 from .errors import Fix, LoadError, rerun
-from .landing import Landing, load_schema_name
+from .landing import Landing, Source, load_schema_name
 from .settings import Settings
 
 RAW = "raw"
@@ -78,6 +79,7 @@ def drop_load_schema(settings: Settings, day: dt.date) -> None:
 
 
 def commit(settings: Settings, day: dt.date) -> dict[str, int]:
+    """Swap the day's load schema into the raw layer in one transaction; returns rows per table."""
     landing = Landing(settings.data_dir)
     landed = landed_checksum(settings, day)
     expected = landing.check_day(day)
@@ -87,61 +89,85 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
     counts: dict[str, int] = {}
     with connect(settings) as conn, conn.transaction():
         conn.execute("set local lock_timeout = '60s'")
-        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
-        conn.execute(
-            sql.SQL(
-                "create table if not exists {}._loads (snapshot_date date not null, table_name text not null,"
-                " rows bigint not null, loaded_at timestamptz not null default now(), landed_sha256 text,"
-                " primary key (snapshot_date, table_name))"
-            ).format(sql.Identifier(RAW))
-        )
-        # warehouses created before the landed day's checksum was recorded
-        conn.execute(sql.SQL("alter table {}._loads add column if not exists landed_sha256 text").format(sql.Identifier(RAW)))
+        _ensure_loads_table(conn)
         for (source, table), info in expected.items():
             staged = _columns(conn, load, table)
             if not staged:
                 raise LoadError(f"{load}.{table} was not written by target-postgres", [rerun("load", day)])
-            rows = conn.execute(sql.SQL("select count(*) from {}.{}").format(sql.Identifier(load), sql.Identifier(table))).fetchone()[0]  # type: ignore[index]
-            if rows != info["rows"]:
-                raise LoadError(
-                    f"reconciliation failed for {table} on {day}: the warehouse received {rows} rows, "
-                    f"{source.step} recorded {info['rows']} (duplicate keys in the file?); nothing was committed; "
-                    f"check {info['dir']}",
-                    [source.rerun(day), rerun("load", day)],
-                )
+            rows = _reconcile(conn, load, table, info, source, day)
             keys = landing.schema(source, table, day)["key_properties"]
             for change in _ensure_raw_table(conn, table, staged, keys, day):
                 print(change)
-            target = sql.Identifier(RAW, table)
-            names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged)
-            conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,))
-            conn.execute(
-                sql.SQL("insert into {} (snapshot_date, {}) select %s::date, {} from {}").format(
-                    target, names, names, sql.Identifier(load, table)
-                ),
-                (day,),
-            )
-            conn.execute(
-                sql.SQL(
-                    "insert into {}._loads (snapshot_date, table_name, rows, landed_sha256) values (%s, %s, %s, %s)"
-                    " on conflict (snapshot_date, table_name) do update"
-                    " set rows = excluded.rows, loaded_at = now(), landed_sha256 = excluded.landed_sha256"
-                ).format(sql.Identifier(RAW)),
-                (day, table, rows, landed),
-            )
+            _replace_day(conn, table, staged, load, day)
+            _record_load(conn, table, day, rows, landed)
             counts[table] = rows
             faults.point("commit-load", day)  # mid-transaction: some tables replaced, not committed
-        # Planner statistics of every table written, in the same transaction (ANALYZE counts the
-        # transaction's own rows, and its statistics commit with the day, so dbt never sees the
-        # day without them). Without them the new snapshot_date is a value the statistics have
-        # never seen: while every earlier day is in the most-common-values list (up to 100 days)
-        # the planner estimates 1 row for it and picks nested loops over the whole day (34-61 s
-        # mart builds instead of 0.2 s at 45 days). ANALYZE reads a fixed-size sample (30,000
-        # rows at the default statistics target), so its cost barely grows with the history.
-        for table in counts:
-            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(RAW, table)))
+        _refresh_statistics(conn, list(counts))
         conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(load)))
     return counts
+
+
+def _ensure_loads_table(conn: psycopg.Connection) -> None:
+    """The raw schema and raw._loads: one row per table and loaded day, with the landed checksum."""
+    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW)))
+    conn.execute(
+        sql.SQL(
+            "create table if not exists {}._loads (snapshot_date date not null, table_name text not null,"
+            " rows bigint not null, loaded_at timestamptz not null default now(), landed_sha256 text,"
+            " primary key (snapshot_date, table_name))"
+        ).format(sql.Identifier(RAW))
+    )
+    # warehouses created before the landed day's checksum was recorded
+    conn.execute(sql.SQL("alter table {}._loads add column if not exists landed_sha256 text").format(sql.Identifier(RAW)))
+
+
+def _reconcile(conn: psycopg.Connection, load: str, table: str, info: dict[str, Any], source: Source, day: dt.date) -> int:
+    """The rows target-postgres wrote for `table`, which must be the rows step 1 recorded."""
+    count = sql.SQL("select count(*) from {}.{}").format(sql.Identifier(load), sql.Identifier(table))
+    rows = int(conn.execute(count).fetchone()[0])  # type: ignore[index]
+    if rows != info["rows"]:
+        raise LoadError(
+            f"reconciliation failed for {table} on {day}: the warehouse received {rows} rows, "
+            f"{source.step} recorded {info['rows']} (duplicate keys in the file?); nothing was committed; "
+            f"check {info['dir']}",
+            [source.rerun(day), rerun("load", day)],
+        )
+    return rows
+
+
+def _replace_day(conn: psycopg.Connection, table: str, staged: list[Column], load: str, day: dt.date) -> None:
+    """Replace exactly the rows of `day` in raw.<table> with the load table's."""
+    target = sql.Identifier(RAW, table)
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged)
+    conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,))
+    conn.execute(
+        sql.SQL("insert into {} (snapshot_date, {}) select %s::date, {} from {}").format(
+            target, names, names, sql.Identifier(load, table)
+        ),
+        (day,),
+    )
+
+
+def _record_load(conn: psycopg.Connection, table: str, day: dt.date, rows: int, landed: str | None) -> None:
+    conn.execute(
+        sql.SQL(
+            "insert into {}._loads (snapshot_date, table_name, rows, landed_sha256) values (%s, %s, %s, %s)"
+            " on conflict (snapshot_date, table_name) do update"
+            " set rows = excluded.rows, loaded_at = now(), landed_sha256 = excluded.landed_sha256"
+        ).format(sql.Identifier(RAW)),
+        (day, table, rows, landed),
+    )
+
+
+def _refresh_statistics(conn: psycopg.Connection, tables: list[str]) -> None:
+    """Planner statistics of every table written, in the commit's transaction: ANALYZE counts the
+    transaction's own rows and its statistics commit with the day, so dbt never sees the day
+    without them. Without them the new snapshot_date is a value the statistics have never seen,
+    estimated at 1 row, and the mart build picks nested loops over the whole day (a planner cliff,
+    see docs/decisions.md). ANALYZE reads a fixed-size sample, so its cost stops growing with the
+    history."""
+    for table in tables:
+        conn.execute(sql.SQL("analyze {}").format(sql.Identifier(RAW, table)))
 
 
 def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column], keys: list[str], day: dt.date) -> list[str]:
