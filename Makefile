@@ -96,14 +96,11 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.setup-done
 # `make airflow`: the UI on 127.0.0.1:8080; AIRFLOW__API__PORT=N moves it (the workers' execution
 # API URL follows), AIRFLOW__API__HOST=0.0.0.0 opens it to the network (the Compose service does).
 # LocalExecutor runs as many tasks at once as the machine has cores (AIRFLOW__CORE__PARALLELISM).
-AIRFLOW__API__PORT ?= 8080
-AIRFLOW__API__HOST ?= 127.0.0.1
-AIRFLOW__CORE__PARALLELISM ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
-export AIRFLOW__API__PORT AIRFLOW__API__HOST AIRFLOW__CORE__PARALLELISM
-AIRFLOW_HOME ?= $(CURDIR)/.airflow
-AIRFLOW_ENV := PATH="$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH" AIRFLOW_HOME=$(AIRFLOW_HOME) \
-               AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/orchestrate/airflow/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
-               AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW__API__PORT)/execution/
+# Their defaults (and AIRFLOW_HOME=.airflow, the workers' execution API URL, one JWT secret for
+# every component) are set by orchestrate/airflow/standalone.py from the environment: no value
+# reaches the recipe's shell.
+AIRFLOW_ENV := PATH="$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH" \
+               AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/orchestrate/airflow/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False
 .PHONY: airflow-setup airflow
 
 airflow-setup: $(AIRFLOW_STAMP) ## create .venv-airflow with the pinned Airflow 3 (quick when done)
