@@ -36,7 +36,7 @@ def _kept_secret(home: Path, name: str) -> str:
     return path.read_text().strip()
 
 
-def configure(environ: "os._Environ[str]" = os.environ) -> None:
+def configure(environ: os._Environ[str] = os.environ) -> None:
     def default(name: str, value: str) -> str:  # an empty variable counts as unset
         if not environ.get(name):
             environ[name] = value
