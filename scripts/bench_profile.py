@@ -67,21 +67,39 @@ def main() -> int:
     generate_scaled.build_database(args.scale)
     generate_scaled.build_csv(args.scale, ROOT / "data" / "source" / "order_details.csv")
     env = dict(os.environ)
-    env.update({
-        "DATA_DIR": str(ROOT / "data" / "bench" / f"k{args.scale}"),
-        "SOURCE_PG_DATABASE": generate_scaled.database_name(args.scale),
-        "WAREHOUSE_PG_DATABASE": warehouse_name(args.scale),
-        "ORDER_DETAILS_CSV": str(generate_scaled.csv_path(args.scale)),
-    })
+    env.update(
+        {
+            "DATA_DIR": str(ROOT / "data" / "bench" / f"k{args.scale}"),
+            "SOURCE_PG_DATABASE": generate_scaled.database_name(args.scale),
+            "WAREHOUSE_PG_DATABASE": warehouse_name(args.scale),
+            "ORDER_DETAILS_CSV": str(generate_scaled.csv_path(args.scale)),
+        }
+    )
     out_dir = ROOT / "data" / "bench" / "profiles"
     out_dir.mkdir(parents=True, exist_ok=True)
     folded = out_dir / f"{args.step}-k{args.scale}.folded"
     started = time.monotonic()
     subprocess.run(
-        [spy, "record", "--subprocesses", "--format", "raw", "--rate", str(RATE), "--output", str(folded),
-         "--", str(ROOT / ".venv" / "bin" / "nwelt"),
-         *(["pipeline"] if args.step == "pipeline" else ["run", args.step]), "--date", args.date],
-        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+        [
+            spy,
+            "record",
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--rate",
+            str(RATE),
+            "--output",
+            str(folded),
+            "--",
+            str(ROOT / ".venv" / "bin" / "nwelt"),
+            *(["pipeline"] if args.step == "pipeline" else ["run", args.step]),
+            "--date",
+            args.date,
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     wall = time.monotonic() - started
 
@@ -97,8 +115,10 @@ def main() -> int:
         if functions:
             hot[name][re.sub(r" \(/.*?site-packages/", " (", functions[-1])] += int(count)
     total = sum(per_process.values())
-    print(f"{args.step} at scale {args.scale}: {wall:.1f} s wall, {total / RATE:.1f} s of sampled CPU "
-          f"({total} samples at {RATE} Hz, all processes); raw samples: {folded.relative_to(ROOT)}")
+    print(
+        f"{args.step} at scale {args.scale}: {wall:.1f} s wall, {total / RATE:.1f} s of sampled CPU "
+        f"({total} samples at {RATE} Hz, all processes); raw samples: {folded.relative_to(ROOT)}"
+    )
     for name, count in per_process.most_common():
         print(f"\n{100 * count / total:5.1f} %  {count / RATE:7.1f} s  {name}")
         for function, n in hot[name].most_common(args.top):

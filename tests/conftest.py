@@ -32,7 +32,9 @@ class Project:
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(self, *args: str, check: bool = False, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = False, env: dict[str, str] | None = None, timeout: int = 900
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             list(args), cwd=ROOT, env={**os.environ, **self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout
         )
@@ -40,7 +42,9 @@ class Project:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result
 
-    def make(self, target: str, *assignments: str, check: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def make(
+        self, target: str, *assignments: str, check: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """`make <target> DATE=...` exactly as a user types it."""
         return self.run("make", "--no-print-directory", target, *assignments, check=check, env=env)
 
@@ -72,7 +76,12 @@ class Project:
 
     def raw_snapshot(self, day: str) -> dict[str, list[tuple[Any, ...]]]:
         """Every raw table's rows for `day`, for comparing a day before and after."""
-        tables = [t for (t,) in self.sql("select table_name from information_schema.tables where table_schema = 'raw' and table_name <> '_loads' order by 1")]
+        tables = [
+            t
+            for (t,) in self.sql(
+                "select table_name from information_schema.tables where table_schema = 'raw' and table_name <> '_loads' order by 1"
+            )
+        ]
         return {t: self.sql(f'select * from raw."{t}" where snapshot_date = %s order by 2, 3', (day,)) for t in tables}
 
 

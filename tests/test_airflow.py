@@ -181,8 +181,7 @@ def rows_loaded(settings: settings_mod.Settings, day: str) -> dict[str, int]:
     found: dict[str, int] = {}
     with psycopg.connect(settings.warehouse.conninfo(), autocommit=True) as conn:
         tables = conn.execute(
-            "select table_name from information_schema.columns"
-            " where table_schema = 'raw' and column_name = 'snapshot_date'"
+            "select table_name from information_schema.columns where table_schema = 'raw' and column_name = 'snapshot_date'"
         ).fetchall()
         for (table,) in tables:
             query = sql.SQL("select count(*) from raw.{} where snapshot_date = %s").format(sql.Identifier(table))
@@ -228,7 +227,9 @@ def test_make_airflow_on_another_port_runs_a_past_day(project: Project, tmp_path
     env = airflow_env(tmp_path / "airflow", **project.env, NWELT_EXTRACT_RETRIES="0", AIRFLOW__API__PORT=str(port))
     env.pop("AIRFLOW__CORE__DAGS_FOLDER")  # the Makefile sets it
     log = (tmp_path / "standalone.log").open("w")
-    server = subprocess.Popen(["make", "--no-print-directory", "airflow"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        ["make", "--no-print-directory", "airflow"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:

@@ -238,6 +238,9 @@ def test_docker_compose_config_accepts_the_file(version: str, tmp_path: Path) ->
     (project / ".env").write_text("".join(f"{k}={v or '1000'}\n" for k, v in ENV_EXAMPLE.items()))
     result = subprocess.run(
         [*commands[version], "--profile", "pipeline", "--profile", "airflow", "config", "--quiet"],
-        cwd=project, capture_output=True, text=True, timeout=120,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr

@@ -130,8 +130,9 @@ def test_huge_file_streams_with_flat_memory(base: Project, real_lines: list[str]
         "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]);"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
     )
-    result = base.run(sys.executable, "-c", probe, "make", "--no-print-directory", "extract-csv", "DATE=2024-04-30",
-                      env={"ORDER_DETAILS_CSV": str(path)})
+    result = base.run(
+        sys.executable, "-c", probe, "make", "--no-print-directory", "extract-csv", "DATE=2024-04-30", env={"ORDER_DETAILS_CSV": str(path)}
+    )
     assert result.returncode == 0, result.stderr
     peak_mib = int(result.stdout.strip().splitlines()[-1]) / 1024
     rows = sum(1 for _ in (base.data_dir / "csv/order_details/2024-04-30/order_details.jsonl").open("rb"))
@@ -177,15 +178,19 @@ REFUSED_NUMBERS = {
     # kind: (the extra line, the column and value the message must name)
     "decimal-above-a-double": ("10248,99,1E+400,1,0", "column unit_price: '1E+400' is outside a double's range"),
     "decimal-below-a-double": ("10248,99,14,1,1E-400", "column discount: '1E-400' is outside a double's range"),
-    "integer-past-bigint": ("9223372036854775808,1,14,1,0", "column order_id: '9223372036854775808' is outside the warehouse's bigint range"),
-    "integer-below-bigint": ("10248,99,14,-9223372036854775809,0", "column quantity: '-9223372036854775809' is outside the warehouse's bigint range"),
+    "integer-past-bigint": (
+        "9223372036854775808,1,14,1,0",
+        "column order_id: '9223372036854775808' is outside the warehouse's bigint range",
+    ),
+    "integer-below-bigint": (
+        "10248,99,14,-9223372036854775809,0",
+        "column quantity: '-9223372036854775809' is outside the warehouse's bigint range",
+    ),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(REFUSED_NUMBERS))
-def test_numbers_that_cannot_arrive_exactly_are_refused_at_extract(
-    base: Project, real_lines: list[str], tmp_path: Path, kind: str
-) -> None:
+def test_numbers_that_cannot_arrive_exactly_are_refused_at_extract(base: Project, real_lines: list[str], tmp_path: Path, kind: str) -> None:
     before = base.day_files(BASE, "csv")
     line, message = REFUSED_NUMBERS[kind]
     path = tmp_path / "order_details.csv"

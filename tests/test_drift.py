@@ -33,7 +33,8 @@ def test_added_column_is_added_and_reported(drift: Project) -> None:
     result = drift.make("pipeline", "DATE=2024-05-02", check=True)
     assert "schema change in raw.orders on 2024-05-02: new column priority (text); earlier days read NULL" in result.stdout
     assert drift.sql("select snapshot_date::text, count(priority) from raw.orders group by 1 order by 1") == [
-        ("2024-05-01", 0), ("2024-05-02", 830)
+        ("2024-05-01", 0),
+        ("2024-05-02", 830),
     ]
 
 
@@ -42,7 +43,9 @@ def test_dropped_column_reads_null_and_is_reported(drift: Project) -> None:
     result = drift.make("pipeline", "DATE=2024-05-03", check=True)
     assert "schema change in raw.shippers on 2024-05-03: column phone is gone from the source" in result.stdout
     assert drift.sql("select snapshot_date::text, count(phone) from raw.shippers group by 1 order by 1") == [
-        ("2024-05-01", 6), ("2024-05-02", 6), ("2024-05-03", 0)
+        ("2024-05-01", 6),
+        ("2024-05-02", 6),
+        ("2024-05-03", 0),
     ]
 
 
@@ -67,5 +70,6 @@ def test_awkward_identifiers_survive_the_pipeline(drift: Project) -> None:
     drift.make("pipeline", "DATE=2024-05-05", check=True)
     assert (drift.data_dir / "postgres" / "Order Notes" / "2024-05-05" / "Order Notes.jsonl").exists()
     assert drift.sql('select "Note ID", "Text", "Author\'s ""Nick""" from raw."Order Notes" order by 1') == [
-        (1, 'first, "quoted"', "ann"), (2, None, "bob")
+        (1, 'first, "quoted"', "ann"),
+        (2, None, "bob"),
     ]

@@ -81,10 +81,17 @@ def test_the_chained_meltano_run_completes_the_day_and_the_ledger_knows(made: Pr
 
 def test_two_meltano_runs_of_a_step_and_day_never_interleave(made: Project) -> None:
     env = {**os.environ, **made.env, "RUN_DATE": "2024-03-03"}
-    first = subprocess.Popen([MELTANO, "run", "extract-postgres"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [MELTANO, "run", "extract-postgres"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     ledger = made.data_dir / "ledger.sqlite"
-    assert wait_for(lambda: ledger.exists() and sqlite3.connect(ledger).execute(
-        "select count(*) from runs where day = '2024-03-03' and outcome = 'running'").fetchone()[0] > 0)
+    assert wait_for(
+        lambda: (
+            ledger.exists()
+            and sqlite3.connect(ledger).execute("select count(*) from runs where day = '2024-03-03' and outcome = 'running'").fetchone()[0]
+            > 0
+        )
+    )
     second = meltano(made, "2024-03-03", "extract-postgres")
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out[-3000:]

@@ -33,16 +33,24 @@ def external(tmp_path_factory: pytest.TempPathFactory, database: None) -> Iterat
     port = _free_port()
     home = tmp_path_factory.mktemp("external-pg")
     data_dir = tmp_path_factory.mktemp("data-prod")
-    server = Project(data_dir, {"NWELT_PG_HOME": str(home / "pg"), "NWELT_PG_PORT": str(port), "DATA_DIR": str(data_dir),
-                                "WAREHOUSE_PG_DATABASE": WAREHOUSE})
+    server = Project(
+        data_dir,
+        {"NWELT_PG_HOME": str(home / "pg"), "NWELT_PG_PORT": str(port), "DATA_DIR": str(data_dir), "WAREHOUSE_PG_DATABASE": WAREHOUSE},
+    )
     cluster = EmbeddedPostgres(server.settings)
     cluster.up()
     # what a user of external servers sets: where they are (no NWELT_PG_* of the embedded server)
-    user = Project(data_dir, {
-        "DATA_DIR": str(data_dir), "WAREHOUSE_PG_DATABASE": WAREHOUSE,
-        "SOURCE_PG_HOST": "127.0.0.1", "SOURCE_PG_PORT": str(port),
-        "WAREHOUSE_PG_HOST": "127.0.0.1", "WAREHOUSE_PG_PORT": str(port),
-    })
+    user = Project(
+        data_dir,
+        {
+            "DATA_DIR": str(data_dir),
+            "WAREHOUSE_PG_DATABASE": WAREHOUSE,
+            "SOURCE_PG_HOST": "127.0.0.1",
+            "SOURCE_PG_PORT": str(port),
+            "WAREHOUSE_PG_HOST": "127.0.0.1",
+            "WAREHOUSE_PG_PORT": str(port),
+        },
+    )
     try:
         yield user, port
     finally:
@@ -64,8 +72,9 @@ def _dev_has(database: str) -> bool:
 def test_meltano_prod_environment_uses_the_external_servers(external: tuple[Project, int]) -> None:
     project, port = external
     day = "2024-05-01"
-    result = project.run(MELTANO, "--environment=prod", "run", "extract-postgres", "extract-csv", "load", "transform", "export",
-                         env={"RUN_DATE": day})
+    result = project.run(
+        MELTANO, "--environment=prod", "run", "extract-postgres", "extract-csv", "load", "transform", "export", env={"RUN_DATE": day}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (project.data_dir / "output" / day / "orders_details.csv").read_text().count("\n") - 1
     assert lines > 0 and _mart_rows(port, project, day) == lines

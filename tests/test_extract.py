@@ -11,8 +11,19 @@ import pytest
 from conftest import D1, D2, Project
 
 SOURCE_TABLES = {
-    "categories", "customer_customer_demo", "customer_demographics", "customers", "employee_territories",
-    "employees", "orders", "products", "region", "shippers", "suppliers", "territories", "us_states",
+    "categories",
+    "customer_customer_demo",
+    "customer_demographics",
+    "customers",
+    "employee_territories",
+    "employees",
+    "orders",
+    "products",
+    "region",
+    "shippers",
+    "suppliers",
+    "territories",
+    "us_states",
 }
 
 

@@ -31,7 +31,8 @@ DAY = "2024-03-02"  # the day the faults hit
 def _tree(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file() and "/." not in f"/{p.relative_to(folder)}"
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "/." not in f"/{p.relative_to(folder)}"
     }
 
 
@@ -98,8 +99,14 @@ def test_sigkill_mid_write(project: Project, clean: dict[str, object], step: str
 
 def test_sigkill_mid_transform(project: Project, clean: dict[str, object]) -> None:
     env = {**os.environ, **project.env}
-    process = subprocess.Popen(["make", "--no-print-directory", "transform", f"DATE={DAY}"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "transform", f"DATE={DAY}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     logs = project.data_dir / "logs" / DAY
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

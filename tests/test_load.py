@@ -41,9 +41,9 @@ def test_load_holds_fourteen_tables_with_step1_counts(loaded: Project) -> None:
 
 
 def test_column_types_survive(loaded: Project) -> None:
-    types = dict(loaded.sql(
-        "select table_name || '.' || column_name, data_type from information_schema.columns where table_schema = 'raw'"
-    ))
+    types = dict(
+        loaded.sql("select table_name || '.' || column_name, data_type from information_schema.columns where table_schema = 'raw'")
+    )
     assert types["orders.order_id"] == "bigint"
     assert types["orders.freight"] == "numeric"
     assert types["order_details.unit_price"] == "numeric"
@@ -59,7 +59,9 @@ def test_column_types_survive(loaded: Project) -> None:
         (D1,),
     ) == [("9.8", "0")]
     # bytea content is recoverable from its hex text
-    assert loaded.sql("select decode(picture, 'hex') = ''::bytea from raw.categories where category_id = 1 and snapshot_date = %s", (D1,)) == [(True,)]
+    assert loaded.sql(
+        "select decode(picture, 'hex') = ''::bytea from raw.categories where category_id = 1 and snapshot_date = %s", (D1,)
+    ) == [(True,)]
 
 
 def test_a_new_day_has_planner_statistics_when_dbt_runs_whatever_the_history(loaded: Project) -> None:
@@ -76,16 +78,24 @@ def test_a_new_day_has_planner_statistics_when_dbt_runs_whatever_the_history(loa
         return int(plan[0]["Plan"]["Plan Rows"])
 
     def columns(table: str) -> str:
-        return ", ".join(f'"{c}"' for (c,) in loaded.sql(
-            "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s"
-            " and column_name <> 'snapshot_date' order by ordinal_position", (table,)))
+        return ", ".join(
+            f'"{c}"'
+            for (c,) in loaded.sql(
+                "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s"
+                " and column_name <> 'snapshot_date' order by ordinal_position",
+                (table,),
+            )
+        )
 
     history = "snapshot_date between date '2023-11-01' and date '2023-12-10'"
     try:  # 40 earlier days, analyzed, as on a warehouse that has run for weeks
         for table in tables:
             loaded.sql(f"alter table raw.{table} set (autovacuum_enabled = false)")
-            loaded.sql(f"insert into raw.{table} (snapshot_date, {columns(table)}) select date '2023-11-01' + n, {columns(table)}"
-                       f" from raw.{table}, generate_series(0, 39) n where snapshot_date = %s", (D1,))
+            loaded.sql(
+                f"insert into raw.{table} (snapshot_date, {columns(table)}) select date '2023-11-01' + n, {columns(table)}"
+                f" from raw.{table}, generate_series(0, 39) n where snapshot_date = %s",
+                (D1,),
+            )
             loaded.sql(f"analyze raw.{table}")
         for step in ("extract-postgres", "extract-csv", "load"):
             loaded.make(step, f"DATE={new_day}", check=True)
@@ -218,10 +228,16 @@ def _write(path: Path, text: str = "{}\n") -> None:
 # kind: (the task whose day is broken, the path (under DATA_DIR) the refusal must name, the change)
 TAMPERING: dict[str, tuple[str, str, Callable[[Path], None]]] = {
     # the hole of issue 13: a column removed from a schema loaded with rc 0 and ship_name empty
-    "schema-column-removed": ("postgres", "postgres/orders/{D}/_schema.json",
-                              lambda p: _edit_json(p, lambda s: s["schema"]["properties"].pop("ship_name"))),
-    "csv-schema-type-changed": ("csv", "csv/order_details/{D}/_schema.json",
-                                lambda p: _edit_json(p, lambda s: s["schema"]["properties"]["unit_price"].update(type=["string", "null"]))),
+    "schema-column-removed": (
+        "postgres",
+        "postgres/orders/{D}/_schema.json",
+        lambda p: _edit_json(p, lambda s: s["schema"]["properties"].pop("ship_name")),
+    ),
+    "csv-schema-type-changed": (
+        "csv",
+        "csv/order_details/{D}/_schema.json",
+        lambda p: _edit_json(p, lambda s: s["schema"]["properties"]["unit_price"].update(type=["string", "null"])),
+    ),
     "schema-keys-changed": ("postgres", "postgres/orders/{D}/_schema.json", lambda p: _edit_json(p, lambda s: s.update(key_properties=[]))),
     "manifest-edited": ("postgres", "postgres/orders/{D}/_manifest.json", lambda p: _edit_json(p, lambda m: m.update(rows=1))),
     "success-deleted": ("postgres", "postgres/shippers/{D}/_SUCCESS", lambda p: p.unlink()),
@@ -230,8 +246,7 @@ TAMPERING: dict[str, tuple[str, str, Callable[[Path], None]]] = {
     "hidden-file-added": ("postgres", "postgres/orders/{D}/.orders.jsonl.swp", _write),
     "table-folder-added": ("postgres", "postgres/bogus/{D}", lambda p: _write(p / "bogus.jsonl")),
     "table-folder-missing": ("postgres", "postgres/region/{D}", shutil.rmtree),
-    "marker-of-another-day": ("csv", "csv/_manifests/{D}.json",
-                              lambda p: shutil.copyfile(p.parent / f"{D1}.json", p)),
+    "marker-of-another-day": ("csv", "csv/_manifests/{D}.json", lambda p: shutil.copyfile(p.parent / f"{D1}.json", p)),
 }
 
 

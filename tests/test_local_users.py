@@ -28,9 +28,7 @@ GUESSES = [None, "", "postgres", "password", "northwind", "warehouse"]
 
 
 def as_other(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RUNUSER, "-u", OTHER, "--", *args], capture_output=True, text=True, timeout=60, cwd="/", env=env
-    )
+    return subprocess.run([RUNUSER, "-u", OTHER, "--", *args], capture_output=True, text=True, timeout=60, cwd="/", env=env)
 
 
 def psql_as_other(host: str, port: int, user: str, database: str, password: str | None) -> subprocess.CompletedProcess[str]:
@@ -38,8 +36,21 @@ def psql_as_other(host: str, port: int, user: str, database: str, password: str 
     if password is not None:
         env["PGPASSWORD"] = password
     return as_other(
-        str(bin_dir() / "psql"), "-X", "-w", "-At", "-h", host, "-p", str(port), "-U", user, "-d", database,
-        "-c", "select 'connected as ' || current_user", env=env,
+        str(bin_dir() / "psql"),
+        "-X",
+        "-w",
+        "-At",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "-U",
+        user,
+        "-d",
+        database,
+        "-c",
+        "select 'connected as ' || current_user",
+        env=env,
     )
 
 
@@ -106,7 +117,10 @@ def _kill_mid_step(project: Project) -> list[Path]:
     before = set(run_dir.rglob("*config.json"))
     process = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "nwelt"), "run", "extract-postgres", "--date", D1],
-        cwd=ROOT, env={**os.environ, **project.env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, **project.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     left: list[Path] = []
@@ -131,7 +145,13 @@ def test_other_user_reads_no_secret(project: Project) -> None:
     assert any(settings.source.password in p.read_text() for p in left), "no config with the password was left"
     for path in left:
         assert path.stat().st_mode & 0o077 == 0, f"{path} was created readable by others"
-    private = [ROOT / ".meltano", ROOT / "transform" / "target", ROOT / "transform" / "logs", settings.data_dir / "logs", EmbeddedPostgres(settings).home]
+    private = [
+        ROOT / ".meltano",
+        ROOT / "transform" / "target",
+        ROOT / "transform" / "logs",
+        settings.data_dir / "logs",
+        EmbeddedPostgres(settings).home,
+    ]
     if (ROOT / ".airflow").exists():
         private.append(ROOT / ".airflow")
     files = [ROOT / ".env", *left, *settings.data_dir.glob("ledger.sqlite*")]
@@ -139,9 +159,7 @@ def test_other_user_reads_no_secret(project: Project) -> None:
         assert folder.is_dir(), folder
         files += [p for p in folder.rglob("*") if p.is_file() and "venv" not in p.parts][:3000]
     assert any(p.name.endswith(".log") for p in files) and any("target" in p.parts for p in files)
-    readable = as_other(
-        "/bin/sh", "-c", 'for f in "$@"; do cat -- "$f" >/dev/null 2>&1 && echo "$f"; done', "sh", *map(str, files)
-    )
+    readable = as_other("/bin/sh", "-c", 'for f in "$@"; do cat -- "$f" >/dev/null 2>&1 && echo "$f"; done', "sh", *map(str, files))
     assert readable.stdout.strip() == "", f"{OTHER} can read:\n{readable.stdout[:3000]}"
     for folder in private:  # nor list what is there
         assert as_other("/bin/ls", str(folder)).returncode != 0, f"{OTHER} can list {folder}"

@@ -16,7 +16,10 @@ DAY = "2024-02-01"
 
 
 def _status_rows(output: str) -> dict[str, str]:
-    return {m.group(1): m.group(2) for m in re.finditer(r"^\s+(extract-postgres|extract-csv|load|transform|export)\s+(\S+(?: run)?)", output, re.M)}
+    return {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\s+(extract-postgres|extract-csv|load|transform|export)\s+(\S+(?: run)?)", output, re.M)
+    }
 
 
 def test_status_after_a_complete_day(project: Project) -> None:
@@ -39,7 +42,7 @@ def test_unreadable_csv_status_and_printed_commands_complete_the_day(project: Pr
     result = project.make("pipeline", f"DATE={day}", env={"ORDER_DETAILS_CSV": str(unreadable)})
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    tail = lines[lines.index(f"FAILED: step extract-csv for {day}"):]
+    tail = lines[lines.index(f"FAILED: step extract-csv for {day}") :]
     assert len(tail) <= 7  # the block is the end of the output (then make's own one-line note)
     assert "cannot read the CSV file" in tail[1] and str(unreadable) in tail[1]
     assert tail[2].strip().startswith("log:") and Path(tail[2].split("log:")[1].strip()).exists()
@@ -50,7 +53,11 @@ def test_unreadable_csv_status_and_printed_commands_complete_the_day(project: Pr
     status = project.make("status", f"DATE={day}")
     assert status.returncode != 0
     assert _status_rows(status.stdout) == {
-        "extract-postgres": "succeeded", "extract-csv": "failed", "load": "not run", "transform": "not run", "export": "not run",
+        "extract-postgres": "succeeded",
+        "extract-csv": "failed",
+        "load": "not run",
+        "transform": "not run",
+        "export": "not run",
     }
     commands = re.findall(r"(?:next|then): (make .+)$", status.stdout, re.M)
     assert commands[0] == f"make extract-csv DATE={day}"
@@ -63,15 +70,20 @@ def test_sigkilled_step_is_reported_interrupted_and_rerun_completes(project: Pro
     day = "2024-02-03"
     env = {**os.environ, **project.env}
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "extract-postgres", f"DATE={day}"], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ["make", "--no-print-directory", "extract-postgres", f"DATE={day}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     ledger = project.data_dir / "ledger.sqlite"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if ledger.exists() and sqlite3.connect(ledger).execute(
-            "select count(*) from runs where day = ? and outcome = 'running'", (day,)
-        ).fetchone()[0]:
+        if (
+            ledger.exists()
+            and sqlite3.connect(ledger).execute("select count(*) from runs where day = ? and outcome = 'running'", (day,)).fetchone()[0]
+        ):
             break
         time.sleep(0.2)
     time.sleep(1.5)  # mid-run: Meltano is extracting
@@ -85,9 +97,7 @@ def test_sigkilled_step_is_reported_interrupted_and_rerun_completes(project: Pro
 
 
 def test_backfill_goes_past_a_failed_day(project: Project) -> None:
-    result = project.make(
-        "backfill", "START=2024-01-01", "END=2024-01-07", env={"NWELT_FAULT": "export@2024-01-04"}
-    )
+    result = project.make("backfill", "START=2024-01-01", "END=2024-01-07", env={"NWELT_FAULT": "export@2024-01-04"})
     assert result.returncode != 0
     summary = result.stdout.split("status of 2024-01-01 .. 2024-01-07:")[1]
     days = re.split(r"^day ", summary, flags=re.M)[1:]
@@ -109,8 +119,14 @@ def test_backfill_goes_past_a_failed_day(project: Project) -> None:
 def test_two_pipelines_for_one_day_never_interleave(project: Project) -> None:
     day = "2024-02-04"
     env = {**os.environ, **project.env}
-    first = subprocess.Popen(["make", "--no-print-directory", "pipeline", f"DATE={day}"], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        ["make", "--no-print-directory", "pipeline", f"DATE={day}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)
     second = project.make("pipeline", f"DATE={day}")
     _, err = first.communicate(timeout=600)
@@ -119,8 +135,14 @@ def test_two_pipelines_for_one_day_never_interleave(project: Project) -> None:
     assert f"day {day} is busy" in second.stderr and "held by pid" in second.stderr
     assert project.make("status", f"DATE={day}").returncode == 0
     # different days do proceed side by side
-    other = subprocess.Popen(["make", "--no-print-directory", "extract-csv", "DATE=2024-02-05"], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    other = subprocess.Popen(
+        ["make", "--no-print-directory", "extract-csv", "DATE=2024-02-05"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     project.make("extract-csv", "DATE=2024-02-06", check=True)
     assert other.wait(timeout=300) == 0
 

@@ -85,7 +85,9 @@ def _raw_rows(project: Project, day: str) -> int:
 
 def _exported_rows(project: Project, day: str) -> tuple[int, int]:
     out = project.data_dir / "output" / day
-    return len(list(csv.DictReader((out / "orders_details.csv").open(newline="")))), len(json.loads((out / "orders_details.json").read_text()))
+    return len(list(csv.DictReader((out / "orders_details.csv").open(newline="")))), len(
+        json.loads((out / "orders_details.json").read_text())
+    )
 
 
 def test_order_details_without_rows_is_refused_and_the_day_stays_whole(done: Project, tmp_path: Path) -> None:
@@ -145,9 +147,13 @@ def test_export_writes_only_rows_built_from_this_data_dir(done: Project, tmp_pat
     # the exported columns are the mart's, without provenance
     header = (out / "orders_details.csv").read_text().splitlines()[0]
     assert "sha256" not in header and "landed" not in header
-    assert header.split(",") == [c for (c,) in done.sql(
-        "select column_name from information_schema.columns where table_schema = 'marts' and table_name = 'orders_details'"
-        " order by ordinal_position")]
+    assert header.split(",") == [
+        c
+        for (c,) in done.sql(
+            "select column_name from information_schema.columns where table_schema = 'marts' and table_name = 'orders_details'"
+            " order by ordinal_position"
+        )
+    ]
 
 
 def test_a_failing_dbt_test_fails_transform_and_names_it(done: Project) -> None:
@@ -172,14 +178,29 @@ def test_dbt_relation_cache_race_cannot_happen(done: Project, tmp_path: Path) ->
     plugins = yaml.safe_load((ROOT / "transform" / "transformers.meltano.yml").read_text())["plugins"]["utilities"]
     build = next(p for p in plugins if p["name"] == "dbt-postgres")["commands"]["build"]["args"]
     env = {
-        **os.environ, **done.settings.meltano_env(), "RUN_DATE": D1, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DBT_PROJECT_DIR": str(ROOT / "transform"), "DBT_PROFILES_DIR": str(ROOT / "transform" / "profiles" / "postgres"),
+        **os.environ,
+        **done.settings.meltano_env(),
+        "RUN_DATE": D1,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_PROJECT_DIR": str(ROOT / "transform"),
+        "DBT_PROFILES_DIR": str(ROOT / "transform" / "profiles" / "postgres"),
     }
     python = ROOT / ".meltano" / "utilities" / "dbt-postgres" / "venv" / "bin" / "python"
     result = subprocess.run(
-        [str(python), str(ROOT / "tests" / "dbt_cache_race.py"), *shlex.split(build),
-         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            str(python),
+            str(ROOT / "tests" / "dbt_cache_race.py"),
+            *shlex.split(build),
+            "--target-path",
+            str(tmp_path / "target"),
+            "--log-path",
+            str(tmp_path / "logs"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     output = result.stdout + result.stderr
     assert "Cache inconsistency" not in output, output[-3000:]

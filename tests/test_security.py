@@ -133,7 +133,9 @@ def test_loader_role_is_limited_to_the_warehouse(project: Project) -> None:
 
 
 def _tracked_files() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return [f for f in listed.stdout.splitlines() if (ROOT / f).is_file()]
 
 
@@ -150,7 +152,7 @@ def test_no_password_in_any_committed_file(project: Project) -> None:
     # every password-like setting in the Meltano project is a variable, never a literal
     for name in [f for f in files if f.endswith(".yml") or f.endswith(".yaml")]:
         for match in re.finditer(r"^\s*password:\s*(\S+)", (ROOT / name).read_text(), re.M):
-            assert match.group(1).startswith(("${", "$", "\"{{", "'{{", "{{")), f"literal password in {name}: {match.group(0)}"
+            assert match.group(1).startswith(("${", "$", '"{{', "'{{", "{{")), f"literal password in {name}: {match.group(0)}"
     for line in (ROOT / ".env.example").read_text().splitlines():
         if "PASSWORD=" in line and not line.startswith("#"):
             assert line.split("=", 1)[1] == "", f".env.example must not ship a password: {line}"

@@ -36,10 +36,20 @@ IDENT_MAP = "nwelt"
 # read-only extract role could make once it turns `default_transaction_read_only` off in its
 # session. Revoked from PUBLIC in the source database (docker/source-init.sh revokes the same).
 READER_REVOKED_FUNCTIONS = (
-    "lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)", "lo_import(text)",
-    "lo_import(text, oid)", "lo_export(oid, text)", "lowrite(integer, bytea)",
-    "lo_put(oid, bigint, bytea)", "lo_truncate(integer, integer)", "lo_truncate64(integer, bigint)",
-    "lo_unlink(oid)", "pg_notify(text, text)", "txid_current()", "pg_current_xact_id()",
+    "lo_create(oid)",
+    "lo_creat(integer)",
+    "lo_from_bytea(oid, bytea)",
+    "lo_import(text)",
+    "lo_import(text, oid)",
+    "lo_export(oid, text)",
+    "lowrite(integer, bytea)",
+    "lo_put(oid, bigint, bytea)",
+    "lo_truncate(integer, integer)",
+    "lo_truncate64(integer, bigint)",
+    "lo_unlink(oid)",
+    "pg_notify(text, text)",
+    "txid_current()",
+    "pg_current_xact_id()",
 )
 
 
@@ -164,9 +174,7 @@ class EmbeddedPostgres:
         )
 
     def admin(self, database: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(
-            host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=database, autocommit=True
-        )
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=database, autocommit=True)
 
     # -- lifecycle -------------------------------------------------------------------------
     def status(self) -> Status:
@@ -201,8 +209,10 @@ class EmbeddedPostgres:
         shutil.rmtree(self.data, ignore_errors=True)
         result = self._run(
             "initdb",
-            "-D", str(self.data),
-            "-U", SUPERUSER,
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
             "--auth-local=peer",  # replaced at once by auth_files() (with the ident map)
             "--auth-host=scram-sha-256",
             "--encoding=UTF8",
@@ -263,9 +273,7 @@ class EmbeddedPostgres:
                 if exists and not sync_passwords:
                     continue
                 verb = "alter" if exists else "create"
-                db.execute(
-                    sql.SQL(verb + " role {} login password {}").format(sql.Identifier(role), sql.Literal(password))
-                )
+                db.execute(sql.SQL(verb + " role {} login password {}").format(sql.Identifier(role), sql.Literal(password)))
             reader = sql.Identifier(src.user)
             # a role may change its own settings (PostgreSQL allows it): undo any such change
             for (name,) in db.execute(
@@ -311,10 +319,7 @@ class EmbeddedPostgres:
             ).format(sql.Literal(reader))
         )
         if not db.execute("select 1 from pg_event_trigger where evtname = 'nwelt_refuse_reader_ddl'").fetchone():
-            db.execute(
-                "create event trigger nwelt_refuse_reader_ddl on ddl_command_start"
-                " execute function nwelt_guard.refuse_reader_ddl()"
-            )
+            db.execute("create event trigger nwelt_refuse_reader_ddl on ddl_command_start execute function nwelt_guard.refuse_reader_ddl()")
 
     def seed(self) -> None:
         """Load northwind.sql into the source database once (in one transaction)."""
@@ -326,9 +331,22 @@ class EmbeddedPostgres:
         script = sourcedata.ensure(self.settings, "northwind.sql")
         result = subprocess.run(
             [
-                str(bin_dir() / "psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1",
-                "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER, "-d", database,
-                "-f", str(script),
+                str(bin_dir() / "psql"),
+                "-X",
+                "-q",
+                "-1",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-f",
+                str(script),
             ],
             capture_output=True,
             text=True,

@@ -42,8 +42,6 @@ MART = "orders_details"
 BUILDS = f"_{MART}_builds"  # written by the mart's post-hook (transform/macros/mart_day.sql)
 
 
-
-
 def output_paths(settings: Settings, day: dt.date) -> tuple[Path, Path]:
     folder = settings.data_dir / "output" / day.isoformat()
     return folder / f"{MART}.csv", folder / f"{MART}.json"
@@ -101,9 +99,7 @@ def export(settings: Settings, day: dt.date) -> int:
     with conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # the proof and the rows: one snapshot
         _check_provenance(conn, settings, day)
-        query = sql.SQL("select * from {} where snapshot_date = %s order by order_id, product_id").format(
-            sql.Identifier(MART_SCHEMA, MART)
-        )
+        query = sql.SQL("select * from {} where snapshot_date = %s order by order_id, product_id").format(sql.Identifier(MART_SCHEMA, MART))
         with conn.cursor(name="export") as cursor:  # server-side cursor: memory stays flat
             cursor.itersize = 5000
             cursor.execute(query, (day,))
@@ -146,8 +142,7 @@ def _check_provenance(conn: psycopg.Connection, settings: Settings, day: dt.date
     rows = mart_rows_in(conn, day)
     if rows != built_rows:
         raise ExportError(
-            f"{MART_SCHEMA}.{MART} has {rows} rows for {day} but its build recorded {built_rows}: "
-            "the mart was changed after the transform",
+            f"{MART_SCHEMA}.{MART} has {rows} rows for {day} but its build recorded {built_rows}: the mart was changed after the transform",
             [resume("transform", day)],
         )
 

@@ -65,8 +65,6 @@ SCHEMA_FILE = "_schema.json"
 MARKERS_DIR = "_manifests"
 
 
-
-
 def table_name(stream: str) -> str:
     """tap-postgres names streams `<schema>-<table>`; the landing layout uses the table."""
     return stream.split("-", 1)[1] if "-" in stream else stream

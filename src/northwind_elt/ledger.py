@@ -145,9 +145,7 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(f"the run ledger {self.path} cannot be opened ({exc.strerror}): check DATA_DIR") from None
 
-    def begin(
-        self, day: dt.date, step: str, rerun: str, log_path: Path | None, owner: int | None = None
-    ) -> str:
+    def begin(self, day: dt.date, step: str, rerun: str, log_path: Path | None, owner: int | None = None) -> str:
         """Record a step run as running, owned by process `owner` (default: this process)."""
         run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         with self._connect() as conn:
@@ -155,8 +153,14 @@ class Ledger:
                 "insert into runs (run_id, day, step, started_at, outcome, rerun, log_path, pid, host)"
                 " values (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (
-                    run_id, day.isoformat(), step, _now(), rerun, str(log_path) if log_path else None,
-                    identity(owner or os.getpid()), socket.gethostname(),
+                    run_id,
+                    day.isoformat(),
+                    step,
+                    _now(),
+                    rerun,
+                    str(log_path) if log_path else None,
+                    identity(owner or os.getpid()),
+                    socket.gethostname(),
                 ),
             )
         return run_id
@@ -185,8 +189,7 @@ class Ledger:
         """The run id of `step` for `day` that process `owner` started and has not finished."""
         with self._connect() as conn:
             row = conn.execute(
-                "select run_id from runs where day = ? and step = ? and pid = ? and outcome = 'running'"
-                " order by started_at desc limit 1",
+                "select run_id from runs where day = ? and step = ? and pid = ? and outcome = 'running' order by started_at desc limit 1",
                 (day.isoformat(), step, identity(owner)),
             ).fetchone()
         return row[0] if row else None
@@ -217,9 +220,7 @@ class Ledger:
         if not self.path.exists():
             return {}
         with self._connect() as conn:
-            rows = conn.execute(
-                f"select {self._COLUMNS} from runs where day = ? order by started_at", (day.isoformat(),)
-            ).fetchall()
+            rows = conn.execute(f"select {self._COLUMNS} from runs where day = ? order by started_at", (day.isoformat(),)).fetchall()
         return {row[2]: self._run(row) for row in rows}
 
     def of_owner(self, day: dt.date, step: str, owner: str) -> Run | None:

@@ -91,7 +91,12 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, n
                 # (catalogs.py), so drift is still seen.
                 [
                     *(["nice", "-n", str(nice)] if nice else []),
-                    meltano_exe(), f"--environment={settings.meltano_environment}", "run", "--force", "--no-state-update", step,
+                    meltano_exe(),
+                    f"--environment={settings.meltano_environment}",
+                    "run",
+                    "--force",
+                    "--no-state-update",
+                    step,
                 ],
                 cwd=settings.root,
                 env=env,
@@ -209,7 +214,12 @@ def _redact(line: str, settings: Settings) -> str:
 
 
 def execute(
-    settings: Settings, day: dt.date, steps: list[str], wait_seconds: float = 0, quiet: bool = False, nice: int = 0,
+    settings: Settings,
+    day: dt.date,
+    steps: list[str],
+    wait_seconds: float = 0,
+    quiet: bool = False,
+    nice: int = 0,
     announce: bool = False,
 ) -> list[StepResult]:
     """Run `steps` for `day` in order, holding the day's locks throughout (the two extracts in

@@ -28,8 +28,6 @@ def meltano_exe() -> str:
     return str(candidate) if candidate.exists() else "meltano"
 
 
-
-
 @dataclass(frozen=True)
 class PgConn:
     host: str

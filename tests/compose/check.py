@@ -31,8 +31,9 @@ def fail(message: str) -> None:
 def roles() -> None:
     env = {k: v or "" for k, v in dotenv_values(ROOT / ".env").items()}
     tcp = {"host": "127.0.0.1", "autocommit": True, "connect_timeout": 10}
-    with psycopg.connect(port=5433, dbname=env["SOURCE_PG_DATABASE"], user=env["SOURCE_PG_USER"],
-                         password=env["SOURCE_PG_PASSWORD"], **tcp) as conn:
+    with psycopg.connect(
+        port=5433, dbname=env["SOURCE_PG_DATABASE"], user=env["SOURCE_PG_USER"], password=env["SOURCE_PG_PASSWORD"], **tcp
+    ) as conn:
         orders = conn.execute("select count(*) from orders").fetchone()[0]
         if not orders:
             fail("the source has no orders: it was not seeded from data/source/northwind.sql")
@@ -41,16 +42,18 @@ def roles() -> None:
             fail(f"{env['SOURCE_PG_USER']} could delete from the source: the role is not read-only")
         except psycopg.errors.ReadOnlySqlTransaction:
             pass
-    with psycopg.connect(port=5434, dbname=env["WAREHOUSE_PG_DATABASE"], user=env["WAREHOUSE_PG_USER"],
-                         password=env["WAREHOUSE_PG_PASSWORD"], **tcp) as conn:
+    with psycopg.connect(
+        port=5434, dbname=env["WAREHOUSE_PG_DATABASE"], user=env["WAREHOUSE_PG_USER"], password=env["WAREHOUSE_PG_PASSWORD"], **tcp
+    ) as conn:
         owner, superuser = conn.execute(
             "select pg_get_userbyid(datdba), (select rolsuper from pg_roles where rolname = current_user)"
             " from pg_database where datname = current_database()"
         ).fetchone()
         if owner != env["WAREHOUSE_PG_USER"] or superuser:
             fail(f"warehouse owner {owner!r} (superuser: {superuser}); expected {env['WAREHOUSE_PG_USER']!r}, no superuser")
-    print(f"test-compose: ok: source seeded ({orders} orders, read-only {env['SOURCE_PG_USER']}); "
-          f"warehouse owned by {owner} (no superuser)")
+    print(
+        f"test-compose: ok: source seeded ({orders} orders, read-only {env['SOURCE_PG_USER']}); warehouse owned by {owner} (no superuser)"
+    )
 
 
 def read_rows(folder: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -99,8 +102,10 @@ def owned(folder: str, uid: str, gid: str) -> None:
         fail(f"{folder} is empty")
     wrong = [p for p in files if (p.lstat().st_uid, p.lstat().st_gid) != (int(uid), int(gid))]
     if wrong:
-        fail(f"{len(wrong)} of {len(files)} files under {folder} are not owned by {uid}:{gid}, e.g. "
-             f"{wrong[0]} ({wrong[0].lstat().st_uid}:{wrong[0].lstat().st_gid})")
+        fail(
+            f"{len(wrong)} of {len(files)} files under {folder} are not owned by {uid}:{gid}, e.g. "
+            f"{wrong[0]} ({wrong[0].lstat().st_uid}:{wrong[0].lstat().st_gid})"
+        )
     print(f"test-compose: ok: all {len(files)} files under {folder} belong to {uid}:{gid}")
 
 

@@ -64,8 +64,7 @@ def orders(count: int) -> list[dict[str, Any]]:
 
 def order_lines(count: int) -> list[dict[str, Any]]:
     return [
-        {"order_id": 10248 + i // 2, "product_id": 1 + i % 2, "unit_price": 14.5, "quantity": 1 + i, "discount": 0.15}
-        for i in range(count)
+        {"order_id": 10248 + i // 2, "product_id": 1 + i % 2, "unit_price": 14.5, "quantity": 1 + i, "discount": 0.15} for i in range(count)
     ]
 
 
@@ -79,5 +78,11 @@ def land_day(data_dir: Path, order_count: int = 5, line_count: int = 7, day: dt.
         [stream("public-orders", ORDER_SCHEMA, ["order_id"]), stream("public-shippers", ORDER_SCHEMA, ["order_id"])],
         day,
     )
-    land(landing, CSV, {"order_details": jsonl(order_lines(line_count))}, [stream("order_details", LINE_SCHEMA, ["order_id", "product_id"])], day)
+    land(
+        landing,
+        CSV,
+        {"order_details": jsonl(order_lines(line_count))},
+        [stream("order_details", LINE_SCHEMA, ["order_id", "product_id"])],
+        day,
+    )
     return landing

@@ -8,12 +8,15 @@ PREFIX = "2026-11-29T15:51:25.207101Z [info     ] elt          "
 
 
 def test_a_glue_error_wins_over_the_traceback_around_it() -> None:
-    log = "\n".join([
-        PREFIX + "Traceback (most recent call last):",
-        PREFIX + "GateError: step 2 (load) refuses to run for 2024-01-01: extract-csv has not succeeded; run make extract-csv DATE=2024-01-01",
-        "2026-11-29T15:51:25.323024Z [error    ] meltano      Block run completed",
-        PREFIX + "RuntimeError: something generic",
-    ])
+    log = "\n".join(
+        [
+            PREFIX + "Traceback (most recent call last):",
+            PREFIX
+            + "GateError: step 2 (load) refuses to run for 2024-01-01: extract-csv has not succeeded; run make extract-csv DATE=2024-01-01",
+            "2026-11-29T15:51:25.323024Z [error    ] meltano      Block run completed",
+            PREFIX + "RuntimeError: something generic",
+        ]
+    )
     assert find_cause(log, "load").startswith("GateError: step 2 (load) refuses to run for 2024-01-01")
 
 

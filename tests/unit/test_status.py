@@ -16,9 +16,16 @@ T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 def run(step: str, outcome: str, start: int, end: int | None = None) -> Run:
     return Run(
-        run_id=f"{step}-{start}", day=DAY, step=step, started_at=T0 + dt.timedelta(minutes=start),
+        run_id=f"{step}-{start}",
+        day=DAY,
+        step=step,
+        started_at=T0 + dt.timedelta(minutes=start),
         ended_at=T0 + dt.timedelta(minutes=end if end is not None else start + 1) if outcome != "running" else None,
-        outcome=outcome, rows={"t": 3}, error=None if outcome == "succeeded" else "boom", rerun="", log_path=None,
+        outcome=outcome,
+        rows={"t": 3},
+        error=None if outcome == "succeeded" else "boom",
+        rerun="",
+        log_path=None,
     )
 
 
@@ -75,8 +82,7 @@ def test_days_ending_counts_calendar_days() -> None:
 def test_an_error_line_carries_its_fix_as_a_command() -> None:
     error = GateError("transform refuses to run for 2024-01-01: the load of 2024-01-01 failed", [resume("load", DAY)])
     assert console.error_line(error) == (
-        "GateError: transform refuses to run for 2024-01-01: the load of 2024-01-01 failed; "
-        "run make pipeline DATE=2024-01-01 STEP=load"
+        "GateError: transform refuses to run for 2024-01-01: the load of 2024-01-01 failed; run make pipeline DATE=2024-01-01 STEP=load"
     )
     assert console.command(Fix(step="extract-csv", day=DAY)) == "make extract-csv DATE=2024-01-01"
     assert console.command(Fix(note="migrate raw.orders by hand")) == "migrate raw.orders by hand"

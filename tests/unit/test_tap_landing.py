@@ -44,10 +44,7 @@ def sync(capsys: pytest.CaptureFixture[str], data_dir: Path, batch_rows: int) ->
 
 def batch_files(messages: list[dict[str, Any]], stream: str) -> list[Path]:
     return [
-        Path(urllib.parse.urlparse(url).path)
-        for m in messages
-        if m["type"] == "BATCH" and m["stream"] == stream
-        for url in m["manifest"]
+        Path(urllib.parse.urlparse(url).path) for m in messages if m["type"] == "BATCH" and m["stream"] == stream for url in m["manifest"]
     ]
 
 

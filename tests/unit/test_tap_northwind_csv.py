@@ -36,9 +36,7 @@ def make_config(
     keys: list[str] = ORDER_KEYS,
     stream: str = "order_details",
 ) -> dict[str, Any]:
-    return {
-        "files": [{"stream": stream, "path": str(path), "key_properties": keys, "columns": columns}]
-    }
+    return {"files": [{"stream": stream, "path": str(path), "key_properties": keys, "columns": columns}]}
 
 
 # --- Singer SDK standard tests ----------------------------------------------
@@ -87,9 +85,7 @@ def sync_error(config: dict[str, Any]) -> str:
 
 
 # --- records -------------------------------------------------------------------
-def test_integers_are_ints_and_decimals_are_exact(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_integers_are_ints_and_decimals_are_exact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,10,0.15\n")
     stdout = run_tap(make_config(path), capsys)
 
@@ -113,9 +109,7 @@ def test_integers_are_ints_and_decimals_are_exact(
     assert all(type(row["quantity"]) is int for row in rows)
 
 
-def test_schema_message_types_columns_and_keys(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_schema_message_types_columns_and_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n1,2,3,4,0\n")
     messages = [json.loads(line) for line in run_tap(make_config(path), capsys).splitlines()]
     schema_message = next(m for m in messages if m["type"] == "SCHEMA")
@@ -134,12 +128,8 @@ def test_records_keep_file_order(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert [(r["order_id"], r["product_id"]) for r in rows] == [(3, 1), (1, 9), (2, 5)]
 
 
-def test_header_in_another_order_maps_by_name(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = write_csv(
-        tmp_path, "discount,quantity,unit_price,product_id,order_id\n0.05,7,9.8,42,10248\n"
-    )
+def test_header_in_another_order_maps_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(tmp_path, "discount,quantity,unit_price,product_id,order_id\n0.05,7,9.8,42,10248\n")
     assert records(run_tap(make_config(path), capsys)) == [
         {
             "order_id": 10248,
@@ -159,9 +149,7 @@ def test_bom_and_crlf_are_accepted(tmp_path: Path, capsys: pytest.CaptureFixture
     assert rows[1]["unit_price"] == Decimal("9.8")
 
 
-def test_quoted_string_with_comma_and_newline(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_quoted_string_with_comma_and_newline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     columns = {"id": "integer", "note": "string"}
     path = write_csv(tmp_path, 'id,note\r\n1,"Chai, organic\nsecond line"\r\n2,plain\r\n')
     rows = records(run_tap(make_config(path, columns, ["id"], "notes"), capsys))
@@ -172,9 +160,7 @@ def test_empty_values_become_null(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = write_csv(tmp_path, f"{HEADER}\n10248,11,,12,\n")
     stdout = run_tap(make_config(path), capsys)
     assert '"unit_price":null' in stdout
-    assert records(stdout) == [
-        {"order_id": 10248, "product_id": 11, "unit_price": None, "quantity": 12, "discount": None}
-    ]
+    assert records(stdout) == [{"order_id": 10248, "product_id": 11, "unit_price": None, "quantity": 12, "discount": None}]
 
 
 def test_other_column_types(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,9 +172,7 @@ def test_other_column_types(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     ]
 
 
-def test_negative_numbers_and_duplicate_keys_pass_through(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_negative_numbers_and_duplicate_keys_pass_through(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n1,2,-3.5,-4,0\n1,2,3.5,4,0\n")
     rows = records(run_tap(make_config(path), capsys))
     assert [(r["unit_price"], r["quantity"]) for r in rows] == [
@@ -208,10 +192,7 @@ def test_wrong_column_count(tmp_path: Path) -> None:
 def test_text_in_integer_column(tmp_path: Path) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,abc,0\n")
     message = sync_error(make_config(path))
-    assert message == (
-        f"{path} line 3, column quantity: 'abc' is not an integer; "
-        "fix the row and rerun make extract-csv"
-    )
+    assert message == (f"{path} line 3, column quantity: 'abc' is not an integer; fix the row and rerun make extract-csv")
 
 
 def test_text_in_decimal_column(tmp_path: Path) -> None:
@@ -340,17 +321,35 @@ def test_tap_output_through_a_slow_pipe_is_complete(tmp_path: Path) -> None:
     the tap: every line must be whole JSON, and all rows must arrive."""
     rows = 30_000
     csv_file = tmp_path / "big.csv"
-    csv_file.write_text("order_id,product_id,unit_price,quantity,discount\n"
-                        + "".join(f"{i},{i % 77 + 1},{i % 100}.25,{i % 9 + 1},0.05\n" for i in range(rows)))
+    csv_file.write_text(
+        "order_id,product_id,unit_price,quantity,discount\n"
+        + "".join(f"{i},{i % 77 + 1},{i % 100}.25,{i % 9 + 1},0.05\n" for i in range(rows))
+    )
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"files": [{
-        "stream": "order_details", "path": str(csv_file), "key_properties": ["order_id", "product_id"],
-        "columns": {"order_id": "integer", "product_id": "integer", "unit_price": "decimal",
-                    "quantity": "integer", "discount": "decimal"},
-    }]}))
+    config.write_text(
+        json.dumps(
+            {
+                "files": [
+                    {
+                        "stream": "order_details",
+                        "path": str(csv_file),
+                        "key_properties": ["order_id", "product_id"],
+                        "columns": {
+                            "order_id": "integer",
+                            "product_id": "integer",
+                            "unit_price": "decimal",
+                            "quantity": "integer",
+                            "discount": "decimal",
+                        },
+                    }
+                ]
+            }
+        )
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "tap_northwind_csv.tap", "--config", str(config)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tap_northwind_csv.tap", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
     assert process.stdout is not None
     records = 0
     while True:
@@ -379,9 +378,7 @@ def test_tap_output_through_a_slow_pipe_is_complete(tmp_path: Path) -> None:
         ("1." + "1" * 16383, Decimal("1." + "1" * 16383)),  # PostgreSQL numeric's maximum scale
     ],
 )
-def test_decimals_in_range_are_emitted_exactly(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: Decimal
-) -> None:
+def test_decimals_in_range_are_emitted_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: Decimal) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n10248,11,{text},12,0\n")
     (row,) = records(run_tap(make_config(path), capsys))
     assert row["unit_price"] == expected
@@ -426,9 +423,7 @@ def test_decimal_with_more_digits_after_the_point_than_numeric_keeps_is_refused(
         ("1" * 5000, False),  # past Python's int() digit limit: still a clear refusal
     ],
 )
-def test_integers_must_fit_the_warehouse_bigint(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, accepted: bool
-) -> None:
+def test_integers_must_fit_the_warehouse_bigint(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, accepted: bool) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n{text},11,14,12,0\n")
     if accepted:
         (row,) = records(run_tap(make_config(path), capsys))

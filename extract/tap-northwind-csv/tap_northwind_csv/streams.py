@@ -145,17 +145,11 @@ class CsvFileStream(Stream):
 
         for column, column_type in self.columns.items():
             if column_type not in PARSERS:
-                msg = (
-                    f"stream {file_config['stream']}: column {column} has type "
-                    f"{column_type!r}; use one of {', '.join(PARSERS)}"
-                )
+                msg = f"stream {file_config['stream']}: column {column} has type {column_type!r}; use one of {', '.join(PARSERS)}"
                 raise CsvInputError(msg)
         unknown_keys = [key for key in key_properties if key not in self.columns]
         if unknown_keys:
-            msg = (
-                f"stream {file_config['stream']}: key_properties {unknown_keys} "
-                "are not listed in columns"
-            )
+            msg = f"stream {file_config['stream']}: key_properties {unknown_keys} are not listed in columns"
             raise CsvInputError(msg)
 
         properties: dict[str, t.Any] = {}
@@ -184,8 +178,7 @@ class CsvFileStream(Stream):
                 except UnicodeDecodeError:
                     line_number, byte_offset = _locate_invalid_utf8(self.path)
                     msg = (
-                        f"{self.path} line {line_number}: byte offset {byte_offset} "
-                        f"is not valid UTF-8; save the file as UTF-8 and {RERUN}"
+                        f"{self.path} line {line_number}: byte offset {byte_offset} is not valid UTF-8; save the file as UTF-8 and {RERUN}"
                     )
                     raise CsvInputError(msg) from None
                 except csv.Error as exc:
@@ -222,20 +215,14 @@ class CsvFileStream(Stream):
             for name, parse, text in zip(header, parsers, row, strict=True):
                 if text == "":
                     if name in keys:
-                        msg = (
-                            f"{self.path} line {line_num}, column {name}: key column "
-                            f"is empty; fix the row and {RERUN}"
-                        )
+                        msg = f"{self.path} line {line_num}, column {name}: key column is empty; fix the row and {RERUN}"
                         raise CsvInputError(msg)
                     record[name] = None
                     continue
                 try:
                     record[name] = parse(text)
                 except ValueError as exc:
-                    msg = (
-                        f"{self.path} line {line_num}, column {name}: {_shown(text)} "
-                        f"{exc}; fix the row and {RERUN}"
-                    )
+                    msg = f"{self.path} line {line_num}, column {name}: {_shown(text)} {exc}; fix the row and {RERUN}"
                     raise CsvInputError(msg) from None
             # the configured column order, whatever the header's: the output does not
             # depend on how the file happens to order its columns

@@ -36,12 +36,9 @@ class TapNorthwindCsv(Tap):
                     th.Property("key_properties", th.ArrayType(th.StringType)),
                     th.Property(
                         "columns",
-                        th.ObjectType(
-                            additional_properties=th.StringType(allowed_values=list(PARSERS))
-                        ),
+                        th.ObjectType(additional_properties=th.StringType(allowed_values=list(PARSERS))),
                         required=True,
-                        description="Ordered mapping: column name -> type "
-                        "(integer, decimal, string, boolean, date).",
+                        description="Ordered mapping: column name -> type (integer, decimal, string, boolean, date).",
                     ),
                 )
             ),
