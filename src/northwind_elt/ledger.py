@@ -235,9 +235,3 @@ class Ledger:
     def set_log(self, run_id: str, log_path: Path) -> None:
         with self._connect() as conn:
             conn.execute("update runs set log_path = ? where run_id = ?", (str(log_path), run_id))
-
-    def days(self) -> list[dt.date]:
-        if not self.path.exists():
-            return []
-        with self._connect() as conn:
-            return [dt.date.fromisoformat(d) for (d,) in conn.execute("select distinct day from runs order by day")]
