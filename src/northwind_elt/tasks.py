@@ -19,8 +19,8 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from . import catalogs, guard, locks, warehouse
@@ -157,6 +157,19 @@ def abandon(settings: Settings, step: str, day: dt.date) -> None:
 
 
 # -- the tasks ---------------------------------------------------------------------------------
+@contextmanager
+def _failure_recorded(ledger: Ledger, run_id: str) -> Iterator[None]:
+    """Record the run failed, with the cause, if the block raises (then re-raise)."""
+    try:
+        yield
+    except NweltError as exc:
+        ledger.finish(run_id, "failed", error=exc.message)
+        raise
+    except Exception as exc:
+        ledger.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
 def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> str:
     """`elt:open-<step>`: locks, ledger row, gate, preparation, guard. Returns the run id."""
     get(step)
@@ -167,14 +180,8 @@ def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> s
         fds += locks.acquire_project(stack, settings.root, step, day, owner=owner)
         release_meltano_job(settings, step)
         run_id = ledger.begin(day, step, rerun_text, None, owner=owner)
-        try:
+        with _failure_recorded(ledger, run_id):
             OPENERS[step](settings, step, day, run_id)
-        except NweltError as exc:
-            ledger.finish(run_id, "failed", error=exc.message)
-            raise
-        except Exception as exc:
-            ledger.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-            raise
         guard.start(settings.data_dir, step, day, owner, fds)
     return run_id
 
@@ -188,14 +195,8 @@ def close_step(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
             f"elt:close-{step} for {day} found no open run of {step} in this Meltano job: run the whole job",
             [rerun(step, day)],
         )
-    try:
+    with _failure_recorded(ledger, run_id):
         rows = CLOSERS[step](settings, step, day)
-    except NweltError as exc:
-        ledger.finish(run_id, "failed", error=exc.message)
-        raise
-    except Exception as exc:
-        ledger.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
     ledger.finish(run_id, "succeeded", rows)
     guard.stop(settings.data_dir, day, step)
     return rows
