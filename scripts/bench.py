@@ -25,8 +25,8 @@ largest sum over the tree at one instant, `max proc` the largest single process 
 A benchmark prints figures; it never asserts times.
 
 --config default runs the same plugins with their default settings (the baseline of the
-tuning): target-postgres with validate_records, record metadata, activate_version and
-batch_size_rows=10000, tap-landing emitting one RECORD message per row, and the two extract
+tuning): target-postgres with validate_records, record metadata, activate_version,
+batch_size_rows=10000 and INSERT (no use_copy), tap-landing emitting one RECORD message per row, and the two extract
 tasks one after the other; it uses its own DATA_DIR (…-default) and warehouse database
 (warehouse_bench_k{K}_default). The tuned run starts both extract tasks at once, as `make pipeline`
 does (`--step1 sequential` times them one after the other instead).
@@ -73,6 +73,7 @@ DEFAULT_SETTINGS = {
     "TARGET_POSTGRES_ADD_RECORD_METADATA": "true",
     "TARGET_POSTGRES_ACTIVATE_VERSION": "true",
     "TARGET_POSTGRES_BATCH_SIZE_ROWS": "10000",
+    "TARGET_POSTGRES_USE_COPY": "false",
     "TAP_LANDING_BATCH_ROWS": "0",  # RECORD messages (the plain Singer path, as before the tuning)
 }
 

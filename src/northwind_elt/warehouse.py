@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from . import faults
-from .landing import Landing, load_schema_name
+from .landing import Landing, decimal_columns, load_schema_name
 from .settings import Settings
 
 RAW = "raw"
@@ -106,16 +106,21 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
                     f"{source.step} recorded {info['rows']} (duplicate keys in the file?); nothing was committed; "
                     f"check {info['dir']} and rerun {source.rerun(day)} then {rerun}"
                 )
-            keys = landing.schema(source, table, day)["key_properties"]
+            stored = landing.schema(source, table, day)
+            keys = stored["key_properties"]
+            decimals = decimal_columns(stored["schema"])  # loaded as text (COPY-exact), numeric in raw
+            staged = [Column(c.name, "numeric") if c.name in decimals else c for c in staged]
             for change in _ensure_raw_table(conn, table, staged, keys, day):
                 print(change)
             target = sql.Identifier(RAW, table)
             names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged)
+            cast = {c.name: sql.SQL("{}::numeric" if c.name in decimals else "{}") for c in staged}
+            values = sql.SQL(", ").join(cast[c.name].format(sql.Identifier(c.name)) for c in staged)
             analyzed_rows = _analyzed_rows(conn, table)
             deleted = conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,)).rowcount
             conn.execute(
                 sql.SQL("insert into {} (snapshot_date, {}) select %s::date, {} from {}").format(
-                    target, names, names, sql.Identifier(load, table)
+                    target, names, values, sql.Identifier(load, table)
                 ),
                 (day,),
             )
