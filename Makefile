@@ -118,6 +118,12 @@ airflow: setup airflow-setup ## Airflow UI + scheduler on http://127.0.0.1:8080 
 bench: setup ## benchmark every step on a scaled Northwind (SCALE=K, default 1) against raw PostgreSQL COPY
 	set -f && $(BIN)/python scripts/bench.py --scale "$$SCALE" $$BENCH_ARGS
 
+.PHONY: bench-alternatives
+bench-alternatives: setup ## the same work with raw COPY, pandas and dlt (own venv .venv-bench) beside the project: SCALE=K
+	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet -r requirements-bench.txt
+	set -f && $(BIN)/python scripts/bench_alternatives.py --scale "$$SCALE" $$BENCH_ARGS
+
 .PHONY: bench-profile
 bench-profile: setup ## where one step's CPU time goes, per process (py-spy): STEP=extract-csv SCALE=K
 	$(BIN)/python -m pip install --quiet py-spy==0.4.3

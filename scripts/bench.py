@@ -31,8 +31,8 @@ history length, then their median and max: a day whose mart build is planned wit
 for the new snapshot_date shows up as a transform many times slower than the median.
 
 --config default runs the same plugins with their default settings (the baseline of the
-tuning): target-postgres with validate_records, record metadata, activate_version and
-batch_size_rows=10000, tap-landing emitting one RECORD message per row, and the two extract
+tuning): target-postgres with validate_records, record metadata, activate_version,
+batch_size_rows=10000 and INSERT (no use_copy), tap-landing emitting one RECORD message per row, and the two extract
 tasks one after the other; it uses its own DATA_DIR (…-default) and warehouse database
 (warehouse_bench_k{K}_default). The tuned run starts both extract tasks at once, as `make pipeline`
 does (`--step1 sequential` times them one after the other instead).
@@ -65,6 +65,8 @@ import generate_scaled  # noqa: E402
 STEPS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
 EXTRACTS = ["extract-postgres", "extract-csv"]
 STEP1 = "step 1 (parallel)"
+
+
 def warehouse_name(scale: int, config: str = "tuned") -> str:
     """One warehouse per scale and config: a day of another scale left in it (or its dead rows)
     would weigh on every step that reads the raw tables or the mart."""
@@ -79,6 +81,7 @@ DEFAULT_SETTINGS = {
     "TARGET_POSTGRES_ADD_RECORD_METADATA": "true",
     "TARGET_POSTGRES_ACTIVATE_VERSION": "true",
     "TARGET_POSTGRES_BATCH_SIZE_ROWS": "10000",
+    "TARGET_POSTGRES_USE_COPY": "false",
     "TAP_LANDING_BATCH_ROWS": "0",  # RECORD messages (the plain Singer path, as before the tuning)
 }
 
@@ -208,8 +211,23 @@ class Bench:
         from northwind_elt.database import bin_dir
 
         env = self.env | {"PGPASSWORD": conn.password}
-        cmd = [str(bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", conn.host, "-p", str(conn.port),
-               "-U", conn.user, "-d", conn.database, "-f", str(script)]
+        cmd = [
+            str(bin_dir() / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            conn.host,
+            "-p",
+            str(conn.port),
+            "-U",
+            conn.user,
+            "-d",
+            conn.database,
+            "-f",
+            str(script),
+        ]
         return measured(cmd, env, self.logs / f"{name}-{run}.log")[0]
 
     def tables(self) -> dict[str, tuple[list[tuple[str, str]], list[str]]]:
@@ -235,7 +253,13 @@ class Bench:
         for table, column in keys:
             result[table][1].append(column)
         result["order_details"] = (
-            [("order_id", "integer"), ("product_id", "integer"), ("unit_price", "numeric"), ("quantity", "integer"), ("discount", "numeric")],
+            [
+                ("order_id", "integer"),
+                ("product_id", "integer"),
+                ("unit_price", "numeric"),
+                ("quantity", "integer"),
+                ("discount", "numeric"),
+            ],
             ["order_id", "product_id"],
         )
         return result
@@ -258,7 +282,8 @@ class Bench:
             ddl.append(f"create table rawcopy.{table} ({', '.join(body)});")
         copy_in = folder / "copy-in.sql"
         copy_in.write_text(
-            "\n".join(ddl) + "\n"
+            "\n".join(ddl)
+            + "\n"
             + "".join(f"\\copy rawcopy.{t} from '{folder / t}.csv' with (format csv, header)\n" for t in tables)
             + "".join(f"analyze rawcopy.{t};\n" for t in tables)
         )
@@ -307,8 +332,11 @@ def days_run(scale: int, days: int, first: str) -> None:
         loads.append(load.seconds)
         analyzes.append(analyze)
         transforms.append(transform.seconds)
-        print(f"  day {i + 1:>3}/{days} {bench.day}  load {load.seconds:6.2f} s  ANALYZE of the {len(tables)} raw tables {analyze:5.2f} s"
-              f"  transform {transform.seconds:6.2f} s  (raw.order_details: {history} rows)", flush=True)
+        print(
+            f"  day {i + 1:>3}/{days} {bench.day}  load {load.seconds:6.2f} s  ANALYZE of the {len(tables)} raw tables {analyze:5.2f} s"
+            f"  transform {transform.seconds:6.2f} s  (raw.order_details: {history} rows)",
+            flush=True,
+        )
     print(f"\n{days} days, scale {scale}; {psutil.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     for name, values in (("load", loads), ("ANALYZE (all raw tables)", analyzes), ("transform", transforms)):
         print(f"{name:<25} median {statistics.median(values):6.2f} s  max {max(values):6.2f} s (day {values.index(max(values)) + 1})")
@@ -318,9 +346,13 @@ def median(samples: list[Sample]) -> Sample:
     best = sorted(samples, key=lambda s: s.seconds)[len(samples) // 2]
     servers = [s.server_cpu for s in samples if s.server_cpu is not None]
     return Sample(
-        statistics.median(s.seconds for s in samples), best.rows,
-        max(s.tree_rss for s in samples), max(s.proc_rss for s in samples), best.proc_name,
-        cpu=statistics.median(s.cpu for s in samples), server_cpu=statistics.median(servers) if servers else None,
+        statistics.median(s.seconds for s in samples),
+        best.rows,
+        max(s.tree_rss for s in samples),
+        max(s.proc_rss for s in samples),
+        best.proc_name,
+        cpu=statistics.median(s.cpu for s in samples),
+        server_cpu=statistics.median(servers) if servers else None,
     )
 
 
@@ -343,13 +375,26 @@ def main() -> int:
     parser.add_argument("--config", choices=["tuned", "default"], default="tuned", help="tuned (meltano.yml) or the plugins' defaults")
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of the steps")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw COPY reference")
-    parser.add_argument("--step1", choices=["parallel", "sequential"], default=None,
-                        help="run the two extract tasks at once as `make pipeline` does (default for tuned), "
-                             "or one after the other (default for --config default: the untuned baseline)")
+    parser.add_argument(
+        "--step1",
+        choices=["parallel", "sequential"],
+        default=None,
+        help="run the two extract tasks at once as `make pipeline` does (default for tuned), "
+        "or one after the other (default for --config default: the untuned baseline)",
+    )
     parser.add_argument("--pipeline", action="store_true", help="also time `nwelt pipeline` (extracts in parallel), --repeat times")
-    parser.add_argument("--backfill", type=int, default=0, metavar="DAYS", help="also time `nwelt backfill` of DAYS days ending the day before --date")
-    parser.add_argument("--days", type=int, nargs="?", const=60, default=0, metavar="N",
-                        help="instead: load N days (alone: 60) into one warehouse and print each day's transform time")
+    parser.add_argument(
+        "--backfill", type=int, default=0, metavar="DAYS", help="also time `nwelt backfill` of DAYS days ending the day before --date"
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        nargs="?",
+        const=60,
+        default=0,
+        metavar="N",
+        help="instead: load N days (alone: 60) into one warehouse and print each day's transform time",
+    )
     args = parser.parse_args()
     if args.days:
         generate_scaled.build_database(args.scale)
@@ -374,10 +419,14 @@ def main() -> int:
             with ThreadPoolExecutor(2) as pool:
                 both = dict(zip(EXTRACTS, pool.map(bench.step, EXTRACTS, [run] * len(EXTRACTS)), strict=True))
             server_after = server_cpu(bench.settings)
-            wall = Sample(time.monotonic() - started, sum(x.rows for x in both.values()),
-                          sum(x.tree_rss for x in both.values()), max(x.proc_rss for x in both.values()),
-                          max(both.values(), key=lambda x: x.proc_rss).proc_name,
-                          cpu=sum(x.cpu for x in both.values()))
+            wall = Sample(
+                time.monotonic() - started,
+                sum(x.rows for x in both.values()),
+                sum(x.tree_rss for x in both.values()),
+                max(x.proc_rss for x in both.values()),
+                max(both.values(), key=lambda x: x.proc_rss).proc_name,
+                cpu=sum(x.cpu for x in both.values()),
+            )
             if server_before is not None and server_after is not None:
                 wall.server_cpu = server_after - server_before
             for sample in both.values():  # the server's time cannot be split between two concurrent steps
@@ -385,14 +434,20 @@ def main() -> int:
             samples.setdefault(STEP1, []).append(wall)
             for step, sample in both.items():
                 samples.setdefault(step, []).append(sample)
-                print(f"  run {run + 1}/{repeat} {step:<17} {sample.seconds:7.1f} s {sample.rows:>9} rows  peak {mib(sample.proc_rss)} MiB ({sample.proc_name}), in parallel", flush=True)
+                print(
+                    f"  run {run + 1}/{repeat} {step:<17} {sample.seconds:7.1f} s {sample.rows:>9} rows  peak {mib(sample.proc_rss)} MiB ({sample.proc_name}), in parallel",
+                    flush=True,
+                )
             print(f"  run {run + 1}/{repeat} {STEP1:<17} {wall.seconds:7.1f} s wall", flush=True)
             todo = [s for s in todo if s not in EXTRACTS]
         for step in todo:
             sample = bench.step(step, run)
             samples.setdefault(step, []).append(sample)
             wait = f" (+{sample.extra['wait']:.1f} s wait)" if sample.extra.get("wait", 0) > 0.5 else ""
-            print(f"  run {run + 1}/{repeat} {step:<17} {sample.seconds:7.1f} s{wait} {sample.rows:>9} rows  peak {mib(sample.proc_rss)} MiB ({sample.proc_name})", flush=True)
+            print(
+                f"  run {run + 1}/{repeat} {step:<17} {sample.seconds:7.1f} s{wait} {sample.rows:>9} rows  peak {mib(sample.proc_rss)} MiB ({sample.proc_name})",
+                flush=True,
+            )
         if not args.no_raw:
             for name, sample in bench.raw_copy(run).items():
                 samples.setdefault(name, []).append(sample)
@@ -420,7 +475,9 @@ def main() -> int:
         f"\nscale {args.scale} ({args.config} settings), day {args.date}, median of {repeat} run(s); "
         f"{cpu} cores, {mem:.0f} GiB RAM, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'step':<17} {'seconds':>8} {'rows':>9} {'rows/s':>9} {'CPU s':>7} {'PG CPU s':>8} {'tree MiB':>9} {'max proc MiB':>13}  {'x raw COPY':>10}  largest process")
+    print(
+        f"{'step':<17} {'seconds':>8} {'rows':>9} {'rows/s':>9} {'CPU s':>7} {'PG CPU s':>8} {'tree MiB':>9} {'max proc MiB':>13}  {'x raw COPY':>10}  largest process"
+    )
     extra = [n for n in med if n.startswith(("nwelt pipeline", "backfill"))]
     for name in [*steps, *(n for n in (STEP1, "copy-out", "copy-csv", "copy-in") if n in med), *extra]:
         s = med[name]
@@ -429,7 +486,9 @@ def main() -> int:
         rate = f"{s.rows / s.seconds:9.0f}" if s.seconds > 0 and s.rows else f"{'-':>9}"
         cpu_s = f"{s.cpu:7.1f}" if s.cpu else f"{'-':>7}"
         server = f"{s.server_cpu:8.1f}" if s.server_cpu is not None else f"{'-':>8}"
-        print(f"{name:<17} {s.seconds:8.2f} {s.rows:>9} {rate} {cpu_s} {server} {mib(s.tree_rss):>9} {mib(s.proc_rss):>13}  {ratio}  {s.proc_name}")
+        print(
+            f"{name:<17} {s.seconds:8.2f} {s.rows:>9} {rate} {cpu_s} {server} {mib(s.tree_rss):>9} {mib(s.proc_rss):>13}  {ratio}  {s.proc_name}"
+        )
     core = [n for n in ("extract-postgres", "extract-csv", "load") if n in med]
     if core:
         total = sum(med[n].seconds for n in core)
@@ -443,8 +502,10 @@ def main() -> int:
         parts = [med.get(STEP1), med.get("load")]
         if all(x is not None and x.server_cpu is not None for x in parts) and cpu:
             busy = sum(x.cpu + x.server_cpu for x in parts)  # type: ignore[union-attr,operator]
-            print(f"CPU of step 1 + step 2 as the pipeline runs them: {busy:.1f} s (processes and PostgreSQL server); "
-                  f"on {cpu} cores no schedule of this work takes less than {busy / cpu:.1f} s")
+            print(
+                f"CPU of step 1 + step 2 as the pipeline runs them: {busy:.1f} s (processes and PostgreSQL server); "
+                f"on {cpu} cores no schedule of this work takes less than {busy / cpu:.1f} s"
+            )
     return 0
 
 

@@ -389,3 +389,26 @@ def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path, wh
 def load_schema_name(day: dt.date) -> str:
     """The warehouse schema step 2 writes a day into before committing it to the raw layer."""
     return f"load_{day:%Y%m%d}"
+
+
+# Step 2 moves decimal columns as text: target-postgres's COPY path (`use_copy`) sends a column it
+# types DECIMAL through a float (SQLAlchemy's bind processor), which loses digits, while text goes
+# through COPY byte for byte. So the per-day load schema declares every `number` column of the
+# landed schema as a string (tap-landing), and `warehouse.commit` casts those columns back to
+# numeric in its `insert … select`: the raw layer stays numeric, with the landed text's exact value.
+def decimal_columns(schema: dict[str, Any]) -> set[str]:
+    """The columns a landed stream schema types as `number` (JSON decimals)."""
+    return {name for name, prop in schema.get("properties", {}).items() if "number" in _types(prop)}
+
+
+def load_stream_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The landed stream schema as step 2 declares it to target-postgres: decimals as strings."""
+    properties = dict(schema.get("properties", {}))
+    for name in decimal_columns(schema):
+        properties[name] = {"type": ["string", "null"] if "null" in _types(properties[name]) else ["string"]}
+    return {**schema, "properties": properties}
+
+
+def _types(prop: dict[str, Any]) -> list[str]:
+    kind = prop.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)

@@ -20,12 +20,10 @@ from psycopg import sql
 
 from . import faults
 from .errors import Fix, LoadError, rerun
-from .landing import Landing, Source, load_schema_name
+from .landing import Landing, Source, decimal_columns, load_schema_name
 from .settings import Settings
 
 RAW = "raw"
-
-
 
 
 @dataclass(frozen=True)
@@ -95,10 +93,12 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
             if not staged:
                 raise LoadError(f"{load}.{table} was not written by target-postgres", [rerun("load", day)])
             rows = _reconcile(conn, load, table, info, source, day)
-            keys = landing.schema(source, table, day)["key_properties"]
-            for change in _ensure_raw_table(conn, table, staged, keys, day):
+            stored = landing.schema(source, table, day)
+            decimals = decimal_columns(stored["schema"])  # loaded as text (exact through COPY), numeric in raw
+            staged = [Column(c.name, "numeric") if c.name in decimals else c for c in staged]
+            for change in _ensure_raw_table(conn, table, staged, stored["key_properties"], day):
                 print(change)
-            _replace_day(conn, table, staged, load, day)
+            _replace_day(conn, table, staged, load, day, decimals)
             _record_load(conn, table, day, rows, landed)
             counts[table] = rows
             faults.point("commit-load", day)  # mid-transaction: some tables replaced, not committed
@@ -135,14 +135,16 @@ def _reconcile(conn: psycopg.Connection, load: str, table: str, info: dict[str, 
     return rows
 
 
-def _replace_day(conn: psycopg.Connection, table: str, staged: list[Column], load: str, day: dt.date) -> None:
-    """Replace exactly the rows of `day` in raw.<table> with the load table's."""
+def _replace_day(conn: psycopg.Connection, table: str, staged: list[Column], load: str, day: dt.date, decimals: set[str]) -> None:
+    """Replace exactly the rows of `day` in raw.<table> with the load table's; the decimal
+    columns, loaded as text (see landing.load_stream_schema), are cast back to numeric."""
     target = sql.Identifier(RAW, table)
     names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged)
+    values = sql.SQL(", ").join(sql.SQL("{}::numeric" if c.name in decimals else "{}").format(sql.Identifier(c.name)) for c in staged)
     conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,))
     conn.execute(
         sql.SQL("insert into {} (snapshot_date, {}) select %s::date, {} from {}").format(
-            target, names, names, sql.Identifier(load, table)
+            target, names, values, sql.Identifier(load, table)
         ),
         (day,),
     )

@@ -12,7 +12,10 @@ directly; a bigger one (or one whose path needs URL escaping) is cut, byte for b
 parsed, into chunk files under DATA_DIR/.staging/tap_landing/{D}/{hash of the table}/ (the target
 reads a whole batch file into memory, so the chunk size bounds its memory; `elt:close-load`
 removes them). The files hold the landed records as they are, so values keep their exact decimal
-text (target-postgres parses numbers as Decimal). `batch_rows: 0`, or a DATA_DIR whose path
+text (target-postgres parses numbers as Decimal). The stream schema declares decimal (`number`)
+columns as strings (`landing.load_stream_schema`): target-postgres then COPYs their exact text
+into text columns and `elt:close-load` casts them back to numeric; RECORD messages carry them as
+strings. `batch_rows: 0`, or a DATA_DIR whose path
 needs URL escaping, replays RECORD messages (the plain Singer path).
 """
 
@@ -34,7 +37,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, StorageTarget
 
-from northwind_elt.landing import Landing, Source, load_schema_name
+from northwind_elt.landing import Landing, Source, decimal_columns, load_schema_name, load_stream_schema
 
 JSONL = BaseBatchFileEncoding(format="jsonl", compression=None)
 
@@ -49,13 +52,19 @@ class LandedStream(Stream):
         # a name without spaces or quotes: the SDK re-encodes batch URLs and cannot open such paths
         safe = hashlib.sha1(table.encode()).hexdigest()[:12]
         self.chunk_dir = landing.data_dir / ".staging" / "tap_landing" / day.isoformat() / safe
-        super().__init__(tap, schema=stored["schema"], name=f"{load_schema_name(day)}-{table}")
+        # decimals declared as strings: target-postgres COPYs text exactly (warehouse.commit casts back)
+        super().__init__(tap, schema=load_stream_schema(stored["schema"]), name=f"{load_schema_name(day)}-{table}")
         self.primary_keys = stored["key_properties"]
+        self.decimals = sorted(decimal_columns(stored["schema"]))
 
     def get_records(self, context: dict[str, Any] | None) -> Iterable[dict[str, Any]]:
         with self.path.open("rb") as handle:
             for line in handle:
-                yield json.loads(line, parse_float=Decimal)
+                record = json.loads(line, parse_float=Decimal)
+                for name in self.decimals:  # the decimal's exact text, as the schema declares it
+                    if record.get(name) is not None:
+                        record[name] = str(record[name])
+                yield record
 
     # -- BATCH messages ------------------------------------------------------------------------
     def get_batch_config(self, config: Any) -> BatchConfig | None:
