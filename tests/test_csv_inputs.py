@@ -184,7 +184,7 @@ def test_many_digit_decimal_arrives_exactly_through_copy(base: Project, real_lin
     path.write_text("\n".join([*real_lines, "90011,1,12345678901234.5678901234,1,0.0000000001"]) + "\n")
     base.make("extract-postgres", f"DATE={day}", check=True)
     assert _extract(base, path, day).returncode == 0
-    base.make("load", f"DATE={day}", check=True, env={"TAP_LANDING_BATCH_ROWS": batch_rows})
+    base.make("load", f"DATE={day}", check=True, env={"TAP_LANDING_BATCH_ROWS": batch_rows, "TARGET_POSTGRES_USE_COPY": "true"})
     log = max((base.data_dir / "logs" / day).glob("load-*.log"), key=lambda p: p.stat().st_mtime).read_text()
     assert "Inserting with SQL: COPY" in log and "Inserting with SQL: INSERT" not in log
     rows = base.sql(
