@@ -87,7 +87,10 @@ def cmd_task(args: argparse.Namespace) -> int:
 
     _die_with_parent()
     settings = _settings()
-    day = settings_mod.parse_date(args.date, name="RUN_DATE")
+    raw = args.date or os.environ.get("RUN_DATE", "")
+    if not raw.strip():
+        raise ConfigError(f"RUN_DATE is not set: give the day, e.g. RUN_DATE=2024-01-01 meltano run {args.step}")
+    day = settings_mod.parse_date(raw, name="RUN_DATE")
     if args.action == "open":
         tasks.open_step(settings, args.step, day, console.command(Fix(step=args.step, day=day)))
     else:
@@ -189,8 +192,8 @@ def _step(raw: str) -> str:
 
 
 def _days(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError("not a number of days; use a whole number >= 1, e.g. DAYS=7")
+    if not raw.isdigit() or not 1 <= int(raw) <= 36600:
+        raise ValueError("not a number of days; use a whole number from 1 to 36600, e.g. DAYS=7")
     return int(raw)
 
 
@@ -234,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     task = sub.add_parser("task", help="the glue task opening or closing a step's Meltano job (plumbing)")
     task.add_argument("action", choices=["open", "close"])
     task.add_argument("step", choices=registry.NAMES)
-    task.add_argument("--date", required=True)
+    task.add_argument("--date", default="", help="the day (default: the environment variable RUN_DATE)")
     task.set_defaults(func=cmd_task)
     return parser
 
@@ -251,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     except NweltError as exc:  # a known failure: one line with what to run, never a traceback
         print(error_line(exc), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 75 if isinstance(exc, LockBusy) else 1
+    except OSError as exc:  # a file or folder the command needs cannot be used (DATA_DIR, the project)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"OSError:{where}: {exc.strerror or exc}; check that DATA_DIR (and the project folder) exist and are writable", file=sys.stderr
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -41,9 +41,25 @@ def resume_commands(step: str, day: dt.date) -> list[str]:
 
 
 def error_line(exc: NweltError) -> str:
-    """One line: the class, the sentence, the commands that fix it."""
-    fixes = "; then ".join(command(f) for f in exc.fixes)
-    return f"{type(exc).__name__}: {exc.message}" + (f"; run {fixes}" if fixes else "")
+    """One line: the class, the sentence, the commands that fix it (see commands_in)."""
+    fixes = FIX_SEPARATOR.join(command(f) for f in exc.fixes)
+    return f"{type(exc).__name__}: {exc.message}" + (f"{FIX_MARKER}{fixes}" if fixes else "")
+
+
+FIX_MARKER, FIX_SEPARATOR = "; run ", "; then "
+
+
+def commands_in(cause: str | None) -> list[str]:
+    """The commands an error line (error_line) names, in order; [] if it names none."""
+    if not cause or FIX_MARKER not in cause:
+        return []
+    return [c.strip() for c in cause.rsplit(FIX_MARKER, 1)[1].split(FIX_SEPARATOR) if c.strip().startswith("make ")]
+
+
+def next_commands(step: str, day: dt.date, cause: str | None) -> list[str]:
+    """What to run next after `step` failed for `day`: the commands its error names (a refused
+    gate names the upstream step to run again), else the step and the steps after it."""
+    return commands_in(cause) or resume_commands(step, day)
 
 
 @dataclass
@@ -64,7 +80,7 @@ def report_failure(result: StepResult) -> None:
     print(f"  cause:  {result.cause}", file=sys.stderr)
     if result.log_path:
         print(f"  log:    {result.log_path}", file=sys.stderr)
-    for i, line in enumerate(resume_commands(result.step, day)):
+    for i, line in enumerate(next_commands(result.step, day, result.cause)):
         print(f"  {'resume:' if i == 0 else 'then:  '} {line}", file=sys.stderr)
 
 

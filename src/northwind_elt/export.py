@@ -51,6 +51,17 @@ def _mart_exists(conn: psycopg.Connection) -> bool:
     return conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{MART}",)).fetchone()[0] is not None  # type: ignore[index]
 
 
+def built_at(settings: Settings, day: dt.date) -> dt.datetime | None:
+    """When the transform last built the mart's rows of `day` (its build record), if ever."""
+    with connect(settings) as conn:
+        if conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{BUILDS}",)).fetchone()[0] is None:  # type: ignore[index]
+            return None
+        row = conn.execute(
+            sql.SQL("select built_at from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, BUILDS)), (day,)
+        ).fetchone()
+    return row[0] if row else None
+
+
 def mart_rows(settings: Settings, day: dt.date) -> int:
     with connect(settings) as conn:
         if not _mart_exists(conn):

@@ -52,6 +52,14 @@ def start(data_dir: Path, step: str, day: dt.date, owner: int, fds: list[int]) -
     path.write_text(identity(process.pid))
 
 
+def running(data_dir: Path, day: dt.date, step: str) -> bool:
+    """Is the guard of `step` for `day` (holding its locks) still running?"""
+    try:
+        return alive(guard_file(data_dir, day, step).read_text().strip())
+    except OSError:
+        return False
+
+
 def stop(data_dir: Path, day: dt.date, step: str, timeout: float = 10) -> None:
     """Stop the guard of `step` for `day` (the step recorded its outcome) and wait for it."""
     path = guard_file(data_dir, day, step)

@@ -32,7 +32,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from .errors import LockBusy
-from .ledger import identity
+from .ledger import alive, identity
 from .registry import EXCLUSIVE, get, locks_for
 
 PROJECT_WAIT_SECONDS = 3600
@@ -150,7 +150,8 @@ def _held_by_ancestor(path: Path) -> bool:
 
 def _holder(path: Path) -> str:
     info = _read_holder(path)
-    if not info:
-        return "another run (reading it)"
+    owner = info.get("owner")
+    if not info or (isinstance(owner, str) and not alive(owner)):  # the writer left; a reader holds it now
+        return "another run that reads it (make status shows which)"
     steps = info.get("steps")
     return f"pid {info.get('pid')} running {', '.join(steps) if isinstance(steps, list) else steps} since {info.get('since')}"

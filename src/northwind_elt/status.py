@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .console import resume_commands
+from .console import next_commands
 from .ledger import Ledger, Run
 from .registry import NAMES, get
 from .settings import Settings
@@ -45,14 +45,17 @@ def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
     if incomplete is None:
         lines.append("  complete")
         return True, lines
-    for i, command in enumerate(resume_commands(incomplete, day)):
+    last = runs.get(incomplete)
+    cause = last.error if last is not None and states[incomplete] in ("failed", "interrupted") else None
+    for i, command in enumerate(next_commands(incomplete, day, cause)):
         lines.append(f"  {'next:' if i == 0 else 'then:'} {command}")
     return False, lines
 
 
 def days_ending(last: dt.date, count: int) -> list[dt.date]:
-    """The `count` calendar days up to and including `last`, oldest first."""
-    return [last - dt.timedelta(days=i) for i in reversed(range(max(count, 1)))]
+    """The `count` calendar days up to and including `last`, oldest first (never before year 1)."""
+    count = max(1, min(count, (last - dt.date.min).days + 1))
+    return [last - dt.timedelta(days=i) for i in reversed(range(count))]
 
 
 def print_days(settings: Settings, days: list[dt.date]) -> int:

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from . import catalogs, guard, locks, warehouse
 from . import export as export_mod
+from .console import error_line
 from .errors import GateError, NweltError, PublishError, rerun, resume
 from .landing import SOURCES, Landing, Source
-from .ledger import Ledger
+from .ledger import Ledger, identity
 from .registry import get
 from .settings import Settings
 
@@ -72,6 +73,12 @@ def _open_transform(settings: Settings, step: str, day: dt.date, run_id: str) ->
             f"transform refuses to run for {day}: the landed files of {day} changed after the load of {day}",
             [resume("load", day)],
         )
+    if warehouse.loaded_checksum(settings, day) != current:
+        raise GateError(
+            f"transform refuses to run for {day}: the warehouse's raw rows of {day} were loaded from other landed "
+            f"files than this DATA_DIR's ({settings.data_dir}): another DATA_DIR sharing the warehouse loaded {day} since",
+            [resume("load", day)],
+        )
 
 
 def _open_export(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
@@ -94,18 +101,18 @@ OPENERS: dict[str, Callable[[Settings, str, dt.date, str], None]] = {
 
 
 # -- close: the step's own finishing work; returns rows per table ----------------------------
-def _close_extract(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
+def _close_extract(settings: Settings, step: str, day: dt.date, started: dt.datetime) -> dict[str, int]:
     source = _source(step)
     path = catalog_path(settings, source)
-    if not path.exists():
-        raise PublishError(f"no catalog at {path}: {source.tap} did not run", [rerun(step, day)])
+    if not path.exists() or path.stat().st_mtime < started.timestamp():  # Meltano writes it on every run
+        raise PublishError(f"{source.tap} did not run in this Meltano job (no catalog at {path} since the job began)", [rerun(step, day)])
     tables = Landing(settings.data_dir, settings.staging_root).publish(source, day, json.loads(path.read_text()))
     for table, entry in tables.items():
         print(f"published {source.name}/{table}/{day}: {entry['rows']} rows")
     return {table: int(entry["rows"]) for table, entry in tables.items()}
 
 
-def _close_load(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
+def _close_load(settings: Settings, step: str, day: dt.date, started: dt.datetime) -> dict[str, int]:
     counts = warehouse.commit(settings, day)
     for table, rows in counts.items():
         print(f"committed raw.{table}/{day}: {rows} rows")
@@ -114,18 +121,21 @@ def _close_load(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
     return counts
 
 
-def _close_transform(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
+def _close_transform(settings: Settings, step: str, day: dt.date, started: dt.datetime) -> dict[str, int]:
+    built = export_mod.built_at(settings, day)
+    if built is None or built < started:
+        raise GateError(f"dbt did not build {export_mod.MART} for {day} in this Meltano job", [rerun(step, day)])
     return {export_mod.MART: export_mod.mart_rows(settings, day)}
 
 
-def _close_export(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
+def _close_export(settings: Settings, step: str, day: dt.date, started: dt.datetime) -> dict[str, int]:
     rows = export_mod.export(settings, day)
     csv_path, json_path = export_mod.output_paths(settings, day)
     print(f"exported {rows} rows to {csv_path} and {json_path}")
     return {export_mod.MART: rows}
 
 
-CLOSERS: dict[str, Callable[[Settings, str, dt.date], dict[str, int]]] = {
+CLOSERS: dict[str, Callable[[Settings, str, dt.date, dt.datetime], dict[str, int]]] = {
     "extract-postgres": _close_extract,
     "extract-csv": _close_extract,
     "load": _close_load,
@@ -163,7 +173,7 @@ def _failure_recorded(ledger: Ledger, run_id: str) -> Iterator[None]:
     try:
         yield
     except NweltError as exc:
-        ledger.finish(run_id, "failed", error=exc.message)
+        ledger.finish(run_id, "failed", error=error_line(exc))
         raise
     except Exception as exc:
         ledger.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
@@ -189,14 +199,19 @@ def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> s
 def close_step(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
     """`elt:close-<step>`: the step's finishing work, its outcome in the ledger, the guard stopped."""
     ledger = Ledger(settings.data_dir)
-    run_id = ledger.running_owned_by(day, step, os.getppid())
-    if run_id is None:
+    run = ledger.of_owner(day, step, identity(os.getppid()))
+    if run is None or run.outcome != "running":
         raise GateError(
             f"elt:close-{step} for {day} found no open run of {step} in this Meltano job: run the whole job",
             [rerun(step, day)],
         )
-    with _failure_recorded(ledger, run_id):
-        rows = CLOSERS[step](settings, step, day)
+    with _failure_recorded(ledger, run.run_id):
+        if not guard.running(settings.data_dir, day, step):
+            raise GateError(
+                f"the guard of this run of {step} for {day} ended before the step closed: its locks were not held", [rerun(step, day)]
+            )
+        rows = CLOSERS[step](settings, step, day, run.started_at)
+    run_id = run.run_id
     ledger.finish(run_id, "succeeded", rows)
     guard.stop(settings.data_dir, day, step)
     return rows

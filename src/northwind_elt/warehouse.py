@@ -58,6 +58,17 @@ def landed_checksum(settings: Settings, day: dt.date) -> str | None:
     return Landing(settings.data_dir).landed_checksum(day)
 
 
+def loaded_checksum(settings: Settings, day: dt.date) -> str | None:
+    """The landed checksum the raw layer's rows of `day` were loaded from (raw._loads), if any."""
+    with connect(settings) as conn:
+        if conn.execute("select to_regclass('raw._loads')").fetchone()[0] is None:  # type: ignore[index]
+            return None
+        row = conn.execute(
+            "select min(landed_sha256), count(distinct landed_sha256) from raw._loads where snapshot_date = %s", (day,)
+        ).fetchone()
+    return row[0] if row is not None and row[1] == 1 else None
+
+
 def prepare(settings: Settings, day: dt.date) -> None:
     """Run the gate, then drop every load schema left over by failed or interrupted loads (loads
     run one at a time: the open task holds tap-landing's project lock)."""

@@ -31,7 +31,7 @@ def test_every_glue_command_of_a_job_exists_and_names_its_step() -> None:
     elt = next(p for p in project["plugins"]["utilities"] if p["name"] == "elt")
     for step in registry.NAMES:
         for action in ("open", "close"):
-            assert elt["commands"][f"{action}-{step}"] == f"task {action} {step} --date ${{RUN_DATE}}"
+            assert elt["commands"][f"{action}-{step}"] == f"task {action} {step}"  # the day: RUN_DATE
 
 
 def test_upstream_steps_come_first_and_exist() -> None:

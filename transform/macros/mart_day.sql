@@ -3,7 +3,9 @@
 
     replace_mart_day_start()   pre-hook, in the model's transaction, before its query runs:
       1. locks the load records of D (raw._loads, FOR SHARE): a load of D waits until this build
-         has committed, so the rows read and the checksum recorded below are of one load;
+         has committed, so the rows read and the checksum recorded below are of one load; and
+         takes a transaction lock of its own for D, so two builds of D (whatever started them)
+         run one after the other even if the project's file locks were bypassed;
       2. deletes every row of D from the mart. dbt's delete+insert deletes only the keys of the new
          batch: a batch with no row of D (raw holds no order line for D) would keep the old
          rows. Deleting D first makes the mart hold exactly what raw holds for D, even nothing.
@@ -22,6 +24,7 @@
 {%- endmacro %}
 
 {% macro replace_mart_day_start() -%}
+    select pg_advisory_xact_lock(hashtext('{{ this }} ' || {{ run_date_literal() }}::text));
     select 1 from raw._loads where snapshot_date = {{ run_date_literal() }} for share;
     create table if not exists {{ mart_builds_relation() }} (
         snapshot_date date primary key,
