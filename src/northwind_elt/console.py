@@ -58,8 +58,16 @@ def commands_in(cause: str | None) -> list[str]:
 
 def next_commands(step: str, day: dt.date, cause: str | None) -> list[str]:
     """What to run next after `step` failed for `day`: the commands its error names (a refused
-    gate names the upstream step to run again), else the step and the steps after it."""
-    return commands_in(cause) or resume_commands(step, day)
+    gate names the upstream step to run again), then `step` and the steps after it; without
+    named commands, `step` and the steps after it."""
+    named = commands_in(cause)
+    if not named:
+        return resume_commands(step, day)
+    if named[-1].startswith("make pipeline"):
+        return named  # already runs the rest of the day
+    if named[-1] == command(Fix(step=step, day=day)):
+        return named + resume_commands(step, day)[1:]
+    return [*named, command(Fix(step=step, day=day, then_rest=True))]
 
 
 @dataclass

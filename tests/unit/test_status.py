@@ -86,3 +86,16 @@ def test_an_error_line_carries_its_fix_as_a_command() -> None:
     )
     assert console.command(Fix(step="extract-csv", day=DAY)) == "make extract-csv DATE=2024-01-01"
     assert console.command(Fix(note="migrate raw.orders by hand")) == "migrate raw.orders by hand"
+
+
+def test_next_commands_start_with_what_the_error_names_then_finish_the_day() -> None:
+    refused = "GateError: step 2 (load) refuses to run for 2024-01-01: …; run make extract-csv DATE=2024-01-01"
+    assert console.next_commands("load", DAY, refused) == [
+        "make extract-csv DATE=2024-01-01",
+        "make pipeline DATE=2024-01-01 STEP=load",
+    ]
+    gate = "GateError: transform refuses …; run make pipeline DATE=2024-01-01 STEP=load"
+    assert console.next_commands("transform", DAY, gate) == ["make pipeline DATE=2024-01-01 STEP=load"]
+    own = "GateError: dbt did not build orders_details for 2024-01-01 in this Meltano job; run make transform DATE=2024-01-01"
+    assert console.next_commands("transform", DAY, own) == ["make transform DATE=2024-01-01", "make export DATE=2024-01-01"]
+    assert console.next_commands("export", DAY, "the Meltano job export stopped") == ["make export DATE=2024-01-01"]
