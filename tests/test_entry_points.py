@@ -27,18 +27,23 @@ def meltano(project: Project, day: str, *jobs: str, env: dict[str, str] | None =
     return project.run(MELTANO, "run", *jobs, env={"RUN_DATE": day, **(env or {})})
 
 
-def processes_of(project: Project) -> list[str]:
-    """Command lines of the processes running with this project's DATA_DIR (plugins included)."""
+def pids_of(project: Project) -> dict[int, str]:
+    """pid -> command line of the processes running with this project's DATA_DIR (plugins included)."""
     marker = f"DATA_DIR={project.data_dir}".encode()
-    found = []
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
                 if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
     return found
+
+
+def processes_of(project: Project) -> list[str]:
+    """Command lines of the processes running with this project's DATA_DIR (plugins included)."""
+    return list(pids_of(project).values())
 
 
 def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]
@@ -150,3 +155,52 @@ def test_a_killed_runner_leaves_no_plugin_running_and_no_half_load(made: Project
     assert made.sql("select count(*) from raw._loads where snapshot_date = %s", (day,)) == [(0,)]
     made.make("pipeline", f"DATE={day}", "STEP=load", check=True)  # the day is free again
     assert made.make("status", f"DATE={day}").returncode == 0
+
+
+def test_a_close_task_never_records_work_that_did_not_happen(made: Project) -> None:
+    """`meltano run elt:open-transform elt:close-transform`: dbt never ran, so no success."""
+    result = made.run(MELTANO, "run", "elt:open-transform", "elt:close-transform", env={"RUN_DATE": "2024-03-01"})
+    assert result.returncode != 0
+    assert "dbt did not build orders_details for 2024-03-01 in this Meltano job" in result.stderr
+    assert outcomes(made, "2024-03-01")["transform"] == "failed"
+    made.make("pipeline", "DATE=2024-03-01", "STEP=transform", check=True)
+
+
+def test_without_run_date_a_job_says_so_in_one_line(made: Project) -> None:
+    result = made.run(MELTANO, "run", "export", env={"RUN_DATE": ""})
+    assert result.returncode != 0
+    assert "ConfigError: RUN_DATE is not set: give the day, e.g. RUN_DATE=2024-01-01 meltano run export" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_transform_refuses_raw_rows_another_data_dir_loaded(made: Project, tmp_path: Path, csv_copy: Path) -> None:
+    day = "2024-03-08"
+    for step in ("extract-postgres", "extract-csv", "load"):
+        made.make(step, f"DATE={day}", check=True)
+    other = Project(tmp_path / "other", {**made.env, "DATA_DIR": str(tmp_path / "other")})  # same warehouse
+    csv_copy.write_text("\n".join(csv_copy.read_text().splitlines()[:-1]) + "\n")
+    for step in ("extract-postgres", "extract-csv", "load"):
+        other.make(step, f"DATE={day}", check=True, env={"ORDER_DETAILS_CSV": str(csv_copy)})
+    refused = made.make("transform", f"DATE={day}")
+    assert refused.returncode != 0
+    assert "the warehouse's raw rows of 2024-03-08 were loaded from other landed files than this DATA_DIR's" in refused.stderr
+    assert f"resume: make pipeline DATE={day} STEP=load" in refused.stderr
+    made.make("pipeline", f"DATE={day}", "STEP=load", check=True)  # what it says: this DATA_DIR's day again
+
+
+def test_a_run_whose_guard_died_is_not_recorded_as_succeeded(made: Project) -> None:
+    day = "2024-03-09"
+    made.make("extract-postgres", f"DATE={day}", check=True)
+    made.make("extract-csv", f"DATE={day}", check=True)
+    env = {**os.environ, **made.env, "RUN_DATE": day}
+    job = subprocess.Popen([MELTANO, "run", "load"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: any("target-postgres" in c for c in processes_of(made))), "target-postgres never started"
+    guards = [pid for pid, line in pids_of(made).items() if "northwind_elt.guard" in line]
+    assert guards
+    for pid in guards:
+        os.kill(pid, signal.SIGKILL)  # the guard alone (e.g. the OOM killer)
+    _, err = job.communicate(timeout=600)
+    assert job.returncode != 0
+    assert f"the guard of this run of load for {day} ended before the step closed" in err
+    assert outcomes(made, day)["load"] == "failed"
+    made.make("pipeline", f"DATE={day}", "STEP=load", check=True)
