@@ -77,16 +77,21 @@ def test_sigkilled_step_is_reported_interrupted_and_rerun_completes(project: Pro
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    ledger = project.data_dir / "ledger.sqlite"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if (
-            ledger.exists()
-            and sqlite3.connect(ledger).execute("select count(*) from runs where day = ? and outcome = 'running'", (day,)).fetchone()[0]
-        ):
-            break
-        time.sleep(0.2)
-    time.sleep(1.5)  # mid-run: Meltano is extracting
+    marker = f"DATA_DIR={project.data_dir}".encode()
+
+    def extracting() -> bool:  # the tap or its target is running: Meltano is extracting
+        for entry in Path("/proc").iterdir():
+            try:
+                ours = entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0")
+                if ours and b"target-jsonl" in (entry / "cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+        return False
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not extracting():
+        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     status = project.make("status", f"DATE={day}")
