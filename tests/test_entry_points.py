@@ -109,7 +109,7 @@ def test_transform_refuses_a_day_not_loaded_by_every_entry_point(made: Project) 
     day = "2024-03-04"
     by_meltano = meltano(made, day, "transform")
     assert by_meltano.returncode != 0
-    refusal = f"transform refuses to run for {day}: the load of {day} has not run; run make pipeline DATE={day} STEP=load"
+    refusal = f"transform refuses to run for {day}: the load of {day} has not run; run make pipeline DATE={day}"
     assert refusal in by_meltano.stderr
     by_make = made.make("transform", f"DATE={day}")
     assert by_make.returncode != 0 and refusal in by_make.stderr

@@ -70,7 +70,7 @@ def test_another_day_leaves_the_first_unchanged(done: Project) -> None:
 def test_export_refuses_a_day_not_transformed(done: Project) -> None:
     result = done.make("export", "DATE=2023-12-30")
     assert result.returncode != 0
-    assert "the transform has not built marts.orders_details for 2023-12-30" in result.stderr
+    assert "export refuses to run for 2023-12-30: the transform of 2023-12-30 has not run" in result.stderr
     assert "make pipeline DATE=2023-12-30" in result.stderr  # never extracted here: the whole pipeline
     assert not (done.data_dir / "output" / "2023-12-30").exists()
 

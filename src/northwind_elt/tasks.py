@@ -26,10 +26,10 @@ from pathlib import Path
 from . import catalogs, guard, locks, warehouse
 from . import export as export_mod
 from .console import error_line
-from .errors import GateError, NweltError, PublishError, rerun, resume
+from .errors import Fix, GateError, NweltError, PublishError, rerun, resume
 from .landing import SOURCES, Landing, Source
 from .ledger import Ledger, identity
-from .registry import get
+from .registry import NAMES, get
 from .settings import Settings
 
 
@@ -55,13 +55,21 @@ def _open_load(settings: Settings, step: str, day: dt.date, run_id: str) -> None
     Ledger(settings.data_dir).set_landing(run_id, Landing(settings.data_dir).landed_checksum(day) or "")
 
 
+def _first_incomplete(ledger: Ledger, day: dt.date) -> Fix:
+    """The day from its first step not succeeded on (what `make status` would say next)."""
+    from .status import first_incomplete, step_states
+
+    step = first_incomplete(step_states(ledger.latest(day))) or NAMES[0]
+    return Fix(day=day) if step == NAMES[0] else resume(step, day)
+
+
 def _open_transform(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
     """Transform's gate: the load of D succeeded, and the landed files are the ones it loaded."""
     ledger = Ledger(settings.data_dir)
     load = ledger.latest(day).get("load")
     if load is None or load.outcome != "succeeded":
         state = "has not run" if load is None else load.outcome
-        raise GateError(f"transform refuses to run for {day}: the load of {day} {state}", [resume("load", day)])
+        raise GateError(f"transform refuses to run for {day}: the load of {day} {state}", [_first_incomplete(ledger, day)])
     landing = Landing(settings.data_dir)
     try:
         landing.check_day(day)
@@ -82,12 +90,13 @@ def _open_transform(settings: Settings, step: str, day: dt.date, run_id: str) ->
 
 
 def _open_export(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
-    last = Ledger(settings.data_dir).latest(day).get("transform")
+    ledger = Ledger(settings.data_dir)
+    last = ledger.latest(day).get("transform")
     if last is None or last.outcome != "succeeded":
         state = "has not run" if last is None else last.outcome
         raise GateError(
             f"export refuses to run for {day}: the transform of {day} {state} (its rows are untested)",
-            [resume("transform", day)],
+            [_first_incomplete(ledger, day)],
         )
 
 
