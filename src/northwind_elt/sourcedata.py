@@ -38,13 +38,25 @@ def shared_dir(settings: Settings) -> Path:
     return Path(os.environ.get("NORTHWIND_SHARED_DIR", settings.root.parent / "shared" / "northwind"))
 
 
+def _public(path: Path) -> None:
+    """The challenge's public files stay readable by others (every process here runs with umask
+    077): the Docker Compose servers read them through a bind mount as their own OS users."""
+    mode = 0o755 if path.is_dir() else 0o644
+    if path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o777 != mode:
+        path.chmod(mode)
+    if path.is_file():
+        _public(path.parent)
+
+
 def ensure(settings: Settings, name: str) -> Path:
     """Return the path of source file `name`, fetching it into the source-data folder if absent."""
     target = settings.source_dir / name
     if target.exists():
+        _public(target)
         return target
     expected = FILES[name]
     settings.source_dir.mkdir(parents=True, exist_ok=True)
+    _public(settings.source_dir)
     local = shared_dir(settings) / name
     with atomic_path(target) as tmp:
         if local.exists():
@@ -67,4 +79,5 @@ def ensure(settings: Settings, name: str) -> Path:
                 f"checksum mismatch for {name} from {origin}: expected sha256 {expected}, got {actual}; "
                 f"the file is not the challenge's pinned version (commit {COMMIT[:12]}): replace it and rerun"
             )
+    _public(target)
     return target
