@@ -29,8 +29,7 @@ PLUGINS = [
     "dbt-postgres",
     "elt",
 ]
-# target-jsonl 0.1.4 has no --about (its CLI knows only --config)
-ABOUT = ["tap-postgres", "tap-northwind-csv", "tap-landing", "target-postgres"]
+ABOUT = ["tap-postgres", "tap-northwind-csv", "tap-landing", "target-postgres", "target-jsonl"]
 # what a user's shell would not have: the variables nwelt and the test fixtures set
 NOT_IN_A_USERS_SHELL = ("ORDER_DETAILS_CSV", "RUN_DATE", "DATA_DIR", "MELTANO_ENVIRONMENT", "MELTANO_PROJECT_ROOT")
 
