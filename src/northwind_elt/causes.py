@@ -16,9 +16,14 @@ CAUSES = [
 _PREFIX = re.compile(r"^\S+Z \[\w+\s*\] \S+\s+")
 
 
+def strip_log_prefix(line: str) -> str:
+    """A Meltano log line without its timestamp, level and plugin name."""
+    return _PREFIX.sub("", line.strip()).strip()
+
+
 def find_cause(log_text: str, step: str) -> str:
     """The sentence that says why a step failed, picked from its full log."""
-    lines = [_PREFIX.sub("", line).strip() for line in log_text.splitlines()]
+    lines = [strip_log_prefix(line) for line in log_text.splitlines()]
     for pattern in CAUSES:
         for line in reversed(lines):
             match = pattern.search(line)

@@ -70,23 +70,12 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0 if status.running or args.action == "down" else 3
 
 
-def _die_with_parent() -> None:
-    """A glue task dies with the `meltano run` that started it (a commit in flight is rolled back)."""
-    import ctypes
-    import signal
-
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the call
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def cmd_task(args: argparse.Namespace) -> int:
     """Plumbing: the glue task that opens or closes a step's Meltano job."""
-    from . import console, tasks
+    from . import console, guard, tasks
     from .errors import Fix
 
-    _die_with_parent()
+    guard.die_with_parent()
     settings = _settings()
     raw = args.date or os.environ.get("RUN_DATE", "")
     if not raw.strip():

@@ -47,24 +47,28 @@ def output_paths(settings: Settings, day: dt.date) -> tuple[Path, Path]:
     return folder / f"{MART}.csv", folder / f"{MART}.json"
 
 
-def _mart_exists(conn: psycopg.Connection) -> bool:
-    return conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{MART}",)).fetchone()[0] is not None  # type: ignore[index]
+def _exists(conn: psycopg.Connection, table: str = MART) -> bool:
+    return conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{table}",)).fetchone()[0] is not None  # type: ignore[index]
+
+
+def _build_record(conn: psycopg.Connection, day: dt.date) -> tuple[str | None, int, dt.datetime] | None:
+    """The transform's record of building `day` (landed checksum, rows, built_at), if any."""
+    if not _exists(conn) or not _exists(conn, BUILDS):
+        return None
+    query = sql.SQL("select landed_sha256, rows, built_at from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, BUILDS))
+    return conn.execute(query, (day,)).fetchone()
 
 
 def built_at(settings: Settings, day: dt.date) -> dt.datetime | None:
-    """When the transform last built the mart's rows of `day` (its build record), if ever."""
+    """When the transform last built the mart's rows of `day`, if ever."""
     with connect(settings) as conn:
-        if conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{BUILDS}",)).fetchone()[0] is None:  # type: ignore[index]
-            return None
-        row = conn.execute(
-            sql.SQL("select built_at from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, BUILDS)), (day,)
-        ).fetchone()
-    return row[0] if row else None
+        build = _build_record(conn, day)
+    return build[2] if build else None
 
 
 def mart_rows(settings: Settings, day: dt.date) -> int:
     with connect(settings) as conn:
-        if not _mart_exists(conn):
+        if not _exists(conn):
             return 0
         return mart_rows_in(conn, day)
 
@@ -129,12 +133,7 @@ def export(settings: Settings, day: dt.date) -> int:
 def _check_provenance(conn: psycopg.Connection, settings: Settings, day: dt.date) -> None:
     """Refuse unless the mart rows of `day` were built from this DATA_DIR's landed day."""
     landed = landed_checksum(settings, day)
-    build = None
-    if _mart_exists(conn) and conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{BUILDS}",)).fetchone()[0]:  # type: ignore[index]
-        build = conn.execute(
-            sql.SQL("select landed_sha256, rows from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, BUILDS)),
-            (day,),
-        ).fetchone()
+    build = _build_record(conn, day)
     never_landed = f"{day} was never extracted into this DATA_DIR ({settings.data_dir})"
     if build is None:
         if landed is None:
@@ -142,7 +141,7 @@ def _check_provenance(conn: psycopg.Connection, settings: Settings, day: dt.date
         raise ExportError(f"the transform has not built {MART_SCHEMA}.{MART} for {day}", [resume("transform", day)])
     if landed is None:
         raise ExportError(f"the warehouse's rows of {day} are not this DATA_DIR's: {never_landed}", [Fix(day=day)])
-    built_from, built_rows = build
+    built_from, built_rows, _ = build
     if built_from != landed:
         raise ExportError(
             f"{MART_SCHEMA}.{MART} holds rows of {day} built from other landed files than this DATA_DIR's "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime as dt
 import os
 import select
@@ -31,6 +32,20 @@ from pathlib import Path
 from .ledger import alive, identity
 
 POLL_SECONDS = 0.25
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Get SIGKILL when the parent process dies (Linux PR_SET_PDEATHSIG), at once if it already has.
+
+    The glue tasks call it (a commit in flight dies with its `meltano run`), and nwelt runs it in
+    each Meltano job before exec (the job dies with nwelt)."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the call
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def guard_file(data_dir: Path, day: dt.date, step: str) -> Path:

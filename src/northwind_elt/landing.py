@@ -60,6 +60,12 @@ SOURCES: dict[str, Source] = {
     "csv": Source("csv", "extract-csv", "tap-northwind-csv", "tap_northwind_csv"),
 }
 
+
+def source_of(step: str) -> Source:
+    """The source an extract step lands (extract-postgres: postgres)."""
+    return next(source for source in SOURCES.values() if source.step == step)
+
+
 SORT_CHUNK_ROWS = 200_000
 SCHEMA_FILE = "_schema.json"
 MARKERS_DIR = "_manifests"

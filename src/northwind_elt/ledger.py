@@ -185,15 +185,6 @@ class Ledger:
             row = conn.execute("select landing from runs where run_id = ?", (run_id,)).fetchone()
         return row[0] if row else None
 
-    def running_owned_by(self, day: dt.date, step: str, owner: int) -> str | None:
-        """The run id of `step` for `day` that process `owner` started and has not finished."""
-        with self._connect() as conn:
-            row = conn.execute(
-                "select run_id from runs where day = ? and step = ? and pid = ? and outcome = 'running' order by started_at desc limit 1",
-                (day.isoformat(), step, identity(owner)),
-            ).fetchone()
-        return row[0] if row else None
-
     _COLUMNS = "run_id, day, step, started_at, ended_at, outcome, rows_json, error, rerun, log_path, pid, host"
 
     @staticmethod

@@ -11,7 +11,6 @@ guard then kills the plugins).
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import os
 import re
@@ -23,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
-from . import console, locks
-from .causes import find_cause
+from . import console, guard, locks
+from .causes import find_cause, strip_log_prefix
 from .console import StepResult
 from .errors import ConfigError
 from .ledger import Ledger, identity
@@ -36,17 +35,10 @@ PROGRESS = re.compile(
     r"METRIC: .*\"record_count\".*|\d+ of \d+ (OK created|ERROR|FAIL)\b.*|Done\. PASS=.*)"
 )
 HEARTBEAT_SECONDS = float(os.environ.get("NWELT_HEARTBEAT_SECONDS") or 10)  # tests shorten it
-_PR_SET_PDEATHSIG = 1
 
 # the Meltano jobs this process started and has not yet seen end: stopped with it (see stop_all)
 _children: set[subprocess.Popen[str]] = set()
 _children_lock = threading.Lock()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILL when the process that started it dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def stop_all() -> None:
@@ -104,7 +96,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, n
                 stderr=subprocess.STDOUT,
                 text=True,
                 bufsize=1,
-                preexec_fn=_die_with_parent,
+                preexec_fn=guard.die_with_parent,
             )
             owner = identity(process.pid)
             with _children_lock:
@@ -170,9 +162,9 @@ def _follow(process: subprocess.Popen[str], log, settings: Settings, step: str, 
 def rows_so_far(settings: Settings, step: str, day: dt.date) -> int | None:
     """Records written so far by a running step, where that can be read cheaply."""
     if step.startswith("extract-"):
-        from .landing import SOURCES, Landing
+        from .landing import Landing, source_of
 
-        staging = Landing(settings.data_dir, settings.staging_root).staging_dir(SOURCES[step.removeprefix("extract-")])
+        staging = Landing(settings.data_dir, settings.staging_root).staging_dir(source_of(step))
         total = 0
         for path in staging.glob("*.jsonl"):
             try:
@@ -197,7 +189,7 @@ def rows_so_far(settings: Settings, step: str, day: dt.date) -> int | None:
 
 
 def _short(line: str) -> str | None:
-    line = re.sub(r"^\S+Z \[\w+\s*\] \S+\s+", "", line.strip())
+    line = strip_log_prefix(line)
     metric = re.search(r'"value":\s*(\d+).*"stream":\s*"([^"]+)"', line)
     if "METRIC" in line and metric:
         if metric.group(1) == "0":

@@ -27,7 +27,7 @@ from . import catalogs, guard, locks, warehouse
 from . import export as export_mod
 from .console import error_line
 from .errors import Fix, GateError, NweltError, PublishError, rerun, resume
-from .landing import SOURCES, Landing, Source
+from .landing import Landing, Source, source_of
 from .ledger import Ledger, identity
 from .registry import NAMES, get
 from .settings import Settings
@@ -38,15 +38,11 @@ def catalog_path(settings: Settings, source: Source) -> Path:
     return settings.root / ".meltano" / "run" / source.tap / "tap.properties.json"
 
 
-def _source(step: str) -> Source:
-    return SOURCES[step.removeprefix("extract-")]
-
-
 # -- open: gate and preparation of each step ------------------------------------------------
 def _open_extract(settings: Settings, step: str, day: dt.date, run_id: str) -> None:
-    Landing(settings.data_dir, settings.staging_root).stage(_source(step), day)
+    Landing(settings.data_dir, settings.staging_root).stage(source_of(step), day)
     if step == "extract-postgres":
-        kept = catalogs.refresh_if_schema_changed(settings, _source(step).tap)
+        kept = catalogs.refresh_if_schema_changed(settings, source_of(step).tap)
         print("source schema unchanged: the cached catalog is used" if kept else "the catalog will be discovered")
 
 
@@ -111,7 +107,7 @@ OPENERS: dict[str, Callable[[Settings, str, dt.date, str], None]] = {
 
 # -- close: the step's own finishing work; returns rows per table ----------------------------
 def _close_extract(settings: Settings, step: str, day: dt.date, started: dt.datetime) -> dict[str, int]:
-    source = _source(step)
+    source = source_of(step)
     path = catalog_path(settings, source)
     if not path.exists() or path.stat().st_mtime < started.timestamp():  # Meltano writes it on every run
         raise PublishError(f"{source.tap} did not run in this Meltano job (no catalog at {path} since the job began)", [rerun(step, day)])
