@@ -94,6 +94,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+def pids_of(project: Project) -> dict[int, str]:
+    """pid -> command line of the processes running with this project's DATA_DIR (plugins included)."""
+    marker = f"DATA_DIR={project.data_dir}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+    return found
+
+
+def processes_of(project: Project) -> list[str]:
+    """Command lines of the processes running with this project's DATA_DIR (plugins included)."""
+    return list(pids_of(project).values())
+
+
 def _setup_done() -> None:
     subprocess.run(["make", "--no-print-directory", "setup"], cwd=ROOT, check=True, capture_output=True)
 

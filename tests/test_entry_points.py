@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Project
+from conftest import ROOT, Project, pids_of, processes_of
 
 MELTANO = str(ROOT / ".venv" / "bin" / "meltano")
 JOBS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
@@ -25,25 +25,6 @@ JOBS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
 def meltano(project: Project, day: str, *jobs: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`RUN_DATE=D meltano run <jobs>` as a Meltano user types it (only RUN_DATE set)."""
     return project.run(MELTANO, "run", *jobs, env={"RUN_DATE": day, **(env or {})})
-
-
-def pids_of(project: Project) -> dict[int, str]:
-    """pid -> command line of the processes running with this project's DATA_DIR (plugins included)."""
-    marker = f"DATA_DIR={project.data_dir}".encode()
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-    return found
-
-
-def processes_of(project: Project) -> list[str]:
-    """Command lines of the processes running with this project's DATA_DIR (plugins included)."""
-    return list(pids_of(project).values())
 
 
 def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]

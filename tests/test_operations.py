@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import ROOT, Project
+from conftest import ROOT, Project, processes_of
 
 DAY = "2024-02-01"
 
@@ -77,20 +77,8 @@ def test_sigkilled_step_is_reported_interrupted_and_rerun_completes(project: Pro
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    marker = f"DATA_DIR={project.data_dir}".encode()
-
-    def extracting() -> bool:  # the tap or its target is running: Meltano is extracting
-        for entry in Path("/proc").iterdir():
-            try:
-                ours = entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0")
-                if ours and b"target-jsonl" in (entry / "cmdline").read_bytes():
-                    return True
-            except OSError:
-                continue
-        return False
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not extracting():
+    deadline = time.monotonic() + 120  # kill while the target runs: Meltano is extracting
+    while time.monotonic() < deadline and not any("target-jsonl" in c for c in processes_of(project)):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
