@@ -83,7 +83,16 @@ DEFAULT_SETTINGS = {
     "TARGET_POSTGRES_BATCH_SIZE_ROWS": "10000",
     "TARGET_POSTGRES_USE_COPY": "false",
     "TAP_LANDING_BATCH_ROWS": "0",  # RECORD messages (the plain Singer path, as before the tuning)
+    "TAP_NORTHWIND_CSV_LEAN_MESSAGES": "false",  # full SCHEMA messages, time_extracted on every record
 }
+# target-jsonl's own way to write into a folder: `destination_path` (a mkdir per record), not the
+# entry point's working_directory
+DEFAULT_SETTINGS.update(
+    {
+        f"TARGET_JSONL_{tap.upper()}_DESTINATION_PATH": str(ROOT / ".meltano" / "staging" / namespace)
+        for tap, namespace in (("postgres", "tap_postgres"), ("csv", "tap_northwind_csv"))
+    }
+)
 
 
 @dataclass

@@ -176,15 +176,16 @@ def test_accepted_numbers_arrive_exactly_in_the_warehouse(base: Project, real_li
 
 @pytest.mark.parametrize("batch_rows", ["50000", "0"])
 def test_many_digit_decimal_arrives_exactly_through_copy(base: Project, real_lines: list[str], tmp_path: Path, batch_rows: str) -> None:
-    """target-postgres loads with COPY (use_copy), which sends a DECIMAL column through a float:
-    decimals travel as text in the load schema and the commit casts them back to numeric. Both
-    ways tap-landing hands records over (BATCH files, RECORD messages) keep every digit."""
+    """target-postgres loads with COPY (the project's `use_copy: true`), which sends a DECIMAL
+    column through a float: decimals travel as text in the load schema and the commit casts them
+    back to numeric. Both ways tap-landing hands records over (BATCH files, RECORD messages) keep
+    every digit."""
     day = {"50000": "2024-04-25", "0": "2024-04-26"}[batch_rows]
     path = tmp_path / "order_details.csv"
     path.write_text("\n".join([*real_lines, "90011,1,12345678901234.5678901234,1,0.0000000001"]) + "\n")
     base.make("extract-postgres", f"DATE={day}", check=True)
     assert _extract(base, path, day).returncode == 0
-    base.make("load", f"DATE={day}", check=True, env={"TAP_LANDING_BATCH_ROWS": batch_rows, "TARGET_POSTGRES_USE_COPY": "true"})
+    base.make("load", f"DATE={day}", check=True, env={"TAP_LANDING_BATCH_ROWS": batch_rows})
     log = max((base.data_dir / "logs" / day).glob("load-*.log"), key=lambda p: p.stat().st_mtime).read_text()
     assert "Inserting with SQL: COPY" in log and "Inserting with SQL: INSERT" not in log
     rows = base.sql(

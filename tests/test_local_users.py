@@ -92,8 +92,13 @@ def test_db_up_migrates_a_trust_cluster(project: Project) -> None:
         path.chmod(0o777 if path.is_socket() else 0o755)
     with db.admin() as conn:
         conn.execute("select pg_reload_conf()")
-    time.sleep(0.5)
-    opened = psql_as_other(str(db.socket_dir), settings.pg_port, "postgres", "postgres", None)
+    deadline = time.monotonic() + 60  # the server applies the reload when it gets to it
+    while (
+        "connected as postgres" not in (opened := psql_as_other(str(db.socket_dir), settings.pg_port, "postgres", "postgres", None)).stdout
+    ):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert "connected as postgres" in opened.stdout, "the test could not recreate the old hole"
     project.make("db-up", check=True)
     assert "trust" not in hba.read_text()

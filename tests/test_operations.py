@@ -120,7 +120,12 @@ def test_two_pipelines_for_one_day_never_interleave(project: Project) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # the first run holds the day's locks once it writes a step's log (they are taken before)
+    logs = project.data_dir / "logs" / day
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None and not any(logs.glob("*.log")):
+        time.sleep(0.05)
+    assert first.poll() is None, "the first pipeline ended before the second could start"
     second = project.make("pipeline", f"DATE={day}")
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err

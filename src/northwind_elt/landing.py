@@ -130,6 +130,13 @@ class Landing:
             for building, final in built:
                 replace_dir(building, final)
                 faults.point(f"publish-{source.name}", day)  # some tables replaced, marker not yet written
+            # a table the source no longer has (or a folder someone added): the day is the new set
+            for stale in sorted(set(self._table_folders(source, day)) - set(tables)):
+                path = self.day_dir(source, stale, day)
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             write_json(marker, {"day": day.isoformat(), "source": source.name, "step": source.step, "tables": tables})
         finally:
             for building, _ in built:
@@ -408,11 +415,27 @@ def decimal_columns(schema: dict[str, Any]) -> set[str]:
 
 
 def load_stream_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The landed stream schema as step 2 declares it to target-postgres: decimals as strings."""
+    """The landed stream schema as step 2 declares it to target-postgres: decimals as strings,
+    every column under its `load_column_name`."""
     properties = dict(schema.get("properties", {}))
     for name in decimal_columns(schema):
         properties[name] = {"type": ["string", "null"] if "null" in _types(properties[name]) else ["string"]}
-    return {**schema, "properties": properties}
+    declared = {**schema, "properties": {load_column_name(name): prop for name, prop in properties.items()}}
+    if "required" in schema:
+        declared["required"] = [load_column_name(name) for name in schema["required"]]
+    return declared
+
+
+# target-postgres 0.8.1 writes its COPY statement (`use_copy`) with each column name between double
+# quotes without doubling a double quote inside it: a column `Author's "Nick"` is a syntax error.
+# Such a column travels through the load schema under a stand-in name (tap-landing renames it in
+# the schema, the key properties and every record) and `warehouse.commit` writes it into raw under
+# its own name.
+def load_column_name(name: str) -> str:
+    """The column's name in the day's load schema: its own, unless it holds a double quote."""
+    if '"' not in name:
+        return name
+    return "nwelt_quoted_" + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 def _types(prop: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from . import faults
 from .errors import Fix, LoadError, rerun
-from .landing import Landing, Source, decimal_columns, load_schema_name
+from .landing import Landing, Source, decimal_columns, load_column_name, load_schema_name
 from .settings import Settings
 
 RAW = "raw"
@@ -100,14 +100,17 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
         conn.execute("set local lock_timeout = '60s'")
         _ensure_loads_table(conn)
         for (source, table), info in expected.items():
-            staged = _columns(conn, load, table)
-            if not staged:
+            loaded = _columns(conn, load, table)
+            if not loaded:
                 raise LoadError(f"{load}.{table} was not written by target-postgres", [rerun("load", day)])
             rows = _reconcile(conn, load, table, info, source, day)
             stored = landing.schema(source, table, day)
             decimals = decimal_columns(stored["schema"])  # loaded as text (exact through COPY), numeric in raw
-            staged = [Column(c.name, "numeric") if c.name in decimals else c for c in staged]
-            for change in _ensure_raw_table(conn, table, staged, stored["key_properties"], day):
+            own_name = {load_column_name(name): name for name in stored["schema"].get("properties", {})}
+            staged = {
+                c.name: Column(own_name.get(c.name, c.name), "numeric" if own_name.get(c.name) in decimals else c.type) for c in loaded
+            }
+            for change in _ensure_raw_table(conn, table, list(staged.values()), stored["key_properties"], day):
                 print(change)
             _replace_day(conn, table, staged, load, day, decimals)
             _record_load(conn, table, day, rows, landed)
@@ -146,12 +149,15 @@ def _reconcile(conn: psycopg.Connection, load: str, table: str, info: dict[str, 
     return rows
 
 
-def _replace_day(conn: psycopg.Connection, table: str, staged: list[Column], load: str, day: dt.date, decimals: set[str]) -> None:
-    """Replace exactly the rows of `day` in raw.<table> with the load table's; the decimal
-    columns, loaded as text (see landing.load_stream_schema), are cast back to numeric."""
+def _replace_day(conn: psycopg.Connection, table: str, staged: dict[str, Column], load: str, day: dt.date, decimals: set[str]) -> None:
+    """Replace exactly the rows of `day` in raw.<table> with the load table's (`staged`: load
+    column name -> raw column); the decimal columns, loaded as text (see
+    landing.load_stream_schema), are cast back to numeric."""
     target = sql.Identifier(RAW, table)
-    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged)
-    values = sql.SQL(", ").join(sql.SQL("{}::numeric" if c.name in decimals else "{}").format(sql.Identifier(c.name)) for c in staged)
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged.values())
+    values = sql.SQL(", ").join(
+        sql.SQL("{}::numeric" if c.name in decimals else "{}").format(sql.Identifier(loaded)) for loaded, c in staged.items()
+    )
     conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,))
     conn.execute(
         sql.SQL("insert into {} (snapshot_date, {}) select %s::date, {} from {}").format(

@@ -178,6 +178,22 @@ def test_a_republished_day_passes_the_gate_again(tmp_path: Path) -> None:
     assert landing.check_day(DAY)
 
 
+def test_a_rerun_removes_table_folders_the_source_no_longer_has(tmp_path: Path) -> None:
+    """A table dropped from the source, or a folder someone added: the gate refuses the day, and
+    the rerun it names publishes exactly the tables the source has now, so the day passes again."""
+    landing = land_day(tmp_path)
+    added = tmp_path / "postgres" / "intruder" / DAY.isoformat()
+    added.mkdir(parents=True)
+    (added / "intruder.jsonl").write_text("{}\n")
+    with pytest.raises(GateError, match="intruder"):
+        landing.check_day(DAY)
+    # the source lost its shippers table: the rerun lands orders only
+    land(landing, POSTGRES, {"public-orders": jsonl(orders(2))}, [stream("public-orders", ORDER_SCHEMA, ["order_id"])])
+    assert sorted(table for (_, table) in landing.check_day(DAY)) == ["order_details", "orders"]
+    assert not added.exists() and not (tmp_path / "postgres" / "shippers" / DAY.isoformat()).exists()
+    assert (tmp_path / "postgres" / "intruder").is_dir()  # only the day's folder goes
+
+
 # -- duplicate keys and the previous day ------------------------------------------------------------
 def test_a_duplicate_key_is_refused_and_the_previous_day_stays_intact(tmp_path: Path) -> None:
     landing = land_day(tmp_path)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from landed_day import CSV, DAY, POSTGRES, land_day
+from landed_day import CSV, DAY, ORDER_SCHEMA, POSTGRES, jsonl, land, land_day, orders, stream
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from northwind_elt.errors import Fix
-from northwind_elt.landing import GateError, Landing
+from northwind_elt.landing import GateError, Landing, load_column_name
 from tap_landing.tap import TapLanding
 
 # --- Singer SDK standard tests ----------------------------------------------
@@ -119,6 +119,30 @@ def test_numbers_keep_their_exact_decimal_text_in_records(tmp_path: Path, capsys
     # casts them back to numeric); the landed schema still says number
     assert schema["schema"]["properties"]["freight"]["type"] == ["string", "null"]
     assert "number" in Landing(tmp_path).schema(POSTGRES, "orders", DAY)["schema"]["properties"]["freight"]["type"]
+
+
+def test_a_column_with_a_double_quote_travels_under_a_stand_in_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """target-postgres 0.8.1's COPY statement does not escape a double quote in a column name: the
+    load schema, its key properties and every record name such a column by its stand-in, and the
+    table travels as RECORD messages (the landed bytes carry the real name)."""
+    quoted = 'Author\'s "Nick"'
+    schema = {"type": "object", "properties": {quoted: {"type": ["string"]}, "n": {"type": ["number", "null"]}}, "required": [quoted]}
+    landing = land_day(tmp_path)  # then extract-postgres lands a day with one more table
+    land(
+        landing,
+        POSTGRES,
+        {"public-orders": jsonl(orders(2)), "public-notes": jsonl([{quoted: "ann", "n": 1.5}, {quoted: "bob", "n": None}])},
+        [stream("public-orders", ORDER_SCHEMA, ["order_id"]), stream("public-notes", schema, [quoted])],
+    )
+    messages = sync(capsys, tmp_path, batch_rows=50000)
+    stand_in = load_column_name(quoted)
+    assert '"' not in stand_in and stand_in != load_column_name('Author\'s "Nick2"') and len(stand_in.encode()) <= 63
+    assert load_column_name("Note ID") == "Note ID"  # names without a double quote are their own
+    declared = next(m for m in messages if m["type"] == "SCHEMA" and m["stream"] == "load_20240101-notes")
+    assert list(declared["schema"]["properties"]) == [stand_in, "n"] and declared["schema"]["required"] == [stand_in]
+    assert declared["key_properties"] == [stand_in]
+    assert records(messages, "load_20240101-notes") == [{stand_in: "ann", "n": "1.5"}, {stand_in: "bob", "n": None}]
+    assert batch_files(messages, LINES)  # the other tables still go as BATCH files
 
 
 # --- the gate ----------------------------------------------------------------------

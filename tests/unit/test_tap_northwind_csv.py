@@ -121,6 +121,24 @@ def test_schema_message_types_columns_and_keys(tmp_path: Path, capsys: pytest.Ca
     assert properties["unit_price"] == {"type": ["number", "null"]}
 
 
+def test_lean_messages_drop_types_and_time_extracted_not_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`lean_messages` (the project's setting for target-jsonl-csv): the SCHEMA names the columns
+    and keys without types, RECORD messages carry no time_extracted, the records are the same."""
+    path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,10,0.15\n")
+    full = [json.loads(line) for line in run_tap(make_config(path), capsys).splitlines()]
+    lean = [json.loads(line) for line in run_tap({**make_config(path), "lean_messages": True}, capsys).splitlines()]
+    schema = next(m for m in lean if m["type"] == "SCHEMA")
+    assert schema["schema"] == {"type": "object", "properties": {name: {} for name in HEADER.split(",")}}
+    assert schema["key_properties"] == ORDER_KEYS
+    assert all("time_extracted" in m for m in full if m["type"] == "RECORD")
+    assert not any("time_extracted" in m for m in lean)
+    assert [m["record"] for m in lean if m["type"] == "RECORD"] == [m["record"] for m in full if m["type"] == "RECORD"]
+    # and the tap still refuses what it cannot carry, lean or not
+    bad = write_csv(tmp_path, f"{HEADER}\n10248,11,abc,12,0\n")
+    with pytest.raises(CsvInputError, match="unit_price"):
+        TapNorthwindCsv(config={**make_config(bad), "lean_messages": True}, parse_env_config=False).sync_all()
+
+
 def test_records_keep_file_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = [f"{order_id},{product},1,1,0" for order_id, product in [(3, 1), (1, 9), (2, 5)]]
     path = write_csv(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n")
@@ -294,6 +312,30 @@ def test_cli_exits_non_zero_and_reports_on_stderr(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"{path} line 3, column quantity: 'abc' is not an integer" in result.stderr
     assert '"order_id":10248,"product_id":11' in result.stdout  # row 2 was already emitted
+
+
+def test_a_huge_field_is_refused_without_reading_its_line_whole(tmp_path: Path) -> None:
+    """A 300 MB field (one line): refused naming the line, and the tap's memory stays far below
+    the line's size (the csv module alone would read the whole line before refusing the field)."""
+    path = tmp_path / "order_details.csv"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(f"{HEADER}\n10248,11,14,12,0\n10248,42,")
+        chunk = "9" * (1 << 20)
+        for _ in range(300):
+            handle.write(chunk)
+        handle.write(",10,0\n")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(make_config(path)), encoding="utf-8")
+    executable = Path(sys.executable).parent / "tap-northwind-csv"
+    process = subprocess.Popen(
+        [str(executable), "--config", str(config_file)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    stderr = process.stderr.read() if process.stderr else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode != 0
+    assert f"{path} line 3: the line is longer than 1048576 characters" in stderr
+    assert usage.ru_maxrss < 150 * 1024, f"peak RSS {usage.ru_maxrss} KiB"  # ru_maxrss is in KiB on Linux
 
 
 def test_writer_writes_every_byte_when_the_output_takes_part_of_a_block() -> None:

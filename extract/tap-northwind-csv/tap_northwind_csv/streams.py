@@ -50,6 +50,12 @@ DECIMAL_MIN = Decimal(sys.float_info.min)  # 2.2250738585072014E-308, exactly
 DECIMAL_MAX = Decimal(sys.float_info.max)  # 1.7976931348623157E+308, exactly
 # PostgreSQL's numeric keeps at most this many digits after the decimal point
 NUMERIC_MAX_SCALE = 16383
+# The csv module refuses a field longer than csv.field_size_limit() (131,072 characters), but
+# only after the file iterator has read the whole physical line into memory: one 600 MB field
+# would take over a gigabyte before the refusal. Lines are therefore read at most this many
+# characters at a time, and a longer one is refused: every field of such a line would have to be
+# near the limit, so no valid row is refused.
+MAX_LINE_CHARS = 1 << 20
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
@@ -172,7 +178,7 @@ class CsvFileStream(Stream):
         """Yield one typed record per CSV row, in file order."""
         try:
             with self.path.open(encoding="utf-8-sig", newline="") as csv_file:
-                reader = csv.reader(csv_file)
+                reader = csv.reader(self._bounded_lines(csv_file))
                 try:
                     yield from self._typed_rows(reader)
                 except UnicodeDecodeError:
@@ -191,6 +197,19 @@ class CsvFileStream(Stream):
                 "`path` setting) points to it"
             )
             raise CsvInputError(msg) from None
+
+    def _bounded_lines(self, csv_file: t.TextIO) -> t.Iterator[str]:
+        """The file's physical lines, refusing one longer than MAX_LINE_CHARS without reading it whole."""
+        line_number = 0
+        while line := csv_file.readline(MAX_LINE_CHARS + 1):
+            line_number += 1
+            if len(line) > MAX_LINE_CHARS:
+                msg = (
+                    f"{self.path} line {line_number}: the line is longer than {MAX_LINE_CHARS} characters "
+                    f"(a field holds at most {csv.field_size_limit()}); fix the file and {RERUN}"
+                )
+                raise CsvInputError(msg)
+            yield line
 
     def _typed_rows(self, reader: t.Iterator[list[str]]) -> t.Iterator[dict[str, t.Any]]:
         header = next(reader, None)

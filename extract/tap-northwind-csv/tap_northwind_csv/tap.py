@@ -46,11 +46,30 @@ class TapNorthwindCsv(Tap):
             description="One entry per CSV file; each becomes one stream.",
         ),
         th.Property(
+            "lean_messages",
+            th.BooleanType,
+            default=False,
+            description="SCHEMA messages without column types and RECORD messages without time_extracted, "
+            "for a target that only appends records to files (the values are checked here either way).",
+        ),
+        th.Property(
             "paths",
             th.ObjectType(additional_properties=th.StringType),
             description="Stream name -> CSV file; wins over the `path` of that stream's `files` entry.",
         ),
     ).to_dict()
+
+    def sync_all(self) -> None:
+        """Sync every stream, then write what the buffered writer holds, also when a stream
+        fails (the records before a refused row reach the target, as with the SDK's writer)."""
+        writer = self.message_writer
+        if isinstance(writer, BufferedMsgSpecWriter):
+            writer.lean = bool(self.config.get("lean_messages"))
+        try:
+            super().sync_all()
+        finally:
+            if isinstance(writer, BufferedMsgSpecWriter):
+                writer.flush()
 
     def discover_streams(self) -> list[Stream]:
         """Return one full-table stream per entry of `files`."""

@@ -4,33 +4,40 @@ The SDK's default writer serializes with the standard library and flushes stdout
 message (one `write` system call per row, more with PYTHONUNBUFFERED). This writer uses the SDK's
 own msgspec encoding (`singer_sdk.contrib.msgspec`, exact: decimals are written as their number
 text) and a 1 MiB output buffer that is flushed after every message that is not a RECORD (SCHEMA,
-STATE, ...) and when the process exits. Records therefore reach the target in blocks; the
-messages and their order are unchanged.
+STATE, ...) and when the tap's sync ends, also when it fails (`TapNorthwindCsv.sync_all`).
+Records therefore reach the target in blocks; the messages and their order are unchanged.
+
+Lean messages (the tap's `lean_messages` setting, off by default): SCHEMA messages name the
+columns without their types, and RECORD messages carry no `time_extracted` (optional in the
+Singer spec). For a target that only appends records to files, like the project's
+target-jsonl-csv: it validates every record against the SCHEMA it receives, work this tap's own
+strict parsing has already done, and parses and re-formats each `time_extracted` it never writes.
 """
 
 from __future__ import annotations
 
-import atexit
 import select
 import sys
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.singerlib.encoding.simple import Message, SingerMessageType
+from singer_sdk.singerlib.encoding.simple import Message, SchemaMessage, SingerMessageType
 
 BUFFER_BYTES = 1 << 20
 
 
 class BufferedMsgSpecWriter(MsgSpecWriter):
     """msgspec-encoded Singer messages, written in blocks: at every non-RECORD message, when the
-    block reaches BUFFER_BYTES, and at exit. Writes go to whatever sys.stdout is at that moment
-    (the SDK's test runners redirect it)."""
+    block reaches BUFFER_BYTES, and when the sync ends. Writes go to whatever sys.stdout is at that
+    moment (the SDK's test runners redirect it)."""
 
     def __init__(self) -> None:
         self._pending = bytearray()
-        atexit.register(self.flush)
+        self.lean = False
 
     def write_message(self, message: Message) -> None:
+        if self.lean:
+            message = lean(message)
         self._pending += self.format_message(message)  # a copy: msgspec reuses its buffer
         if message.type != SingerMessageType.RECORD or len(self._pending) >= BUFFER_BYTES:
             self.flush()
@@ -47,6 +54,18 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             sys.stdout.flush()
         except (OSError, ValueError):  # stdout already closed (the reader went away): nothing to do
             pass
+
+
+def lean(message: Message) -> Message:
+    """The message without what a file-appending target does not use (see the module's text)."""
+    if message.type == SingerMessageType.RECORD:
+        message.time_extracted = None  # type: ignore[attr-defined]
+    elif isinstance(message, SchemaMessage):
+        untyped = {name: {} for name in message.schema.get("properties", {})}
+        message = SchemaMessage(
+            message.stream, {"type": "object", "properties": untyped}, message.key_properties, message.bookmark_properties
+        )
+    return message
 
 
 def _write_all(out: t.BinaryIO, data: bytearray) -> None:

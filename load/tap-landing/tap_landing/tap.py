@@ -15,8 +15,9 @@ removes them). The files hold the landed records as they are, so values keep the
 text (target-postgres parses numbers as Decimal). The stream schema declares decimal (`number`)
 columns as strings (`landing.load_stream_schema`): target-postgres then COPYs their exact text
 into text columns and `elt:close-load` casts them back to numeric; RECORD messages carry them as
-strings. `batch_rows: 0`, or a DATA_DIR whose path
-needs URL escaping, replays RECORD messages (the plain Singer path).
+strings. A column whose name holds a double quote travels under a stand-in name
+(`landing.load_column_name`). `batch_rows: 0`, a DATA_DIR whose path needs URL escaping, or a
+table with such a column replays RECORD messages (the plain Singer path).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, StorageTarget
 
-from northwind_elt.landing import Landing, Source, decimal_columns, load_schema_name, load_stream_schema
+from northwind_elt.landing import Landing, Source, decimal_columns, load_column_name, load_schema_name, load_stream_schema
 
 JSONL = BaseBatchFileEncoding(format="jsonl", compression=None)
 
@@ -54,8 +55,11 @@ class LandedStream(Stream):
         self.chunk_dir = landing.data_dir / ".staging" / "tap_landing" / day.isoformat() / safe
         # decimals declared as strings: target-postgres COPYs text exactly (warehouse.commit casts back)
         super().__init__(tap, schema=load_stream_schema(stored["schema"]), name=f"{load_schema_name(day)}-{table}")
-        self.primary_keys = stored["key_properties"]
+        self.primary_keys = [load_column_name(name) for name in stored["key_properties"]]
         self.decimals = sorted(decimal_columns(stored["schema"]))
+        # columns whose load name is a stand-in (a double quote in the name): the records are
+        # renamed, so they travel as RECORD messages, not as the landed bytes
+        self.renamed = {name: load_column_name(name) for name in stored["schema"].get("properties", {}) if load_column_name(name) != name}
 
     def get_records(self, context: dict[str, Any] | None) -> Iterable[dict[str, Any]]:
         with self.path.open("rb") as handle:
@@ -64,13 +68,16 @@ class LandedStream(Stream):
                 for name in self.decimals:  # the decimal's exact text, as the schema declares it
                     if record.get(name) is not None:
                         record[name] = str(record[name])
+                for name, stand_in in self.renamed.items():
+                    if name in record:
+                        record[stand_in] = record.pop(name)
                 yield record
 
     # -- BATCH messages ------------------------------------------------------------------------
     def get_batch_config(self, config: Any) -> BatchConfig | None:
         rows = int(config.get("batch_rows") or 0)
-        if rows <= 0 or not _url_safe(self.chunk_dir):
-            return None  # RECORD messages (the SDK's batch URLs break on such paths)
+        if rows <= 0 or not _url_safe(self.chunk_dir) or self.renamed:
+            return None  # RECORD messages (the SDK's batch URLs break on such paths; renamed columns)
         return BatchConfig(encoding=JSONL, storage=StorageTarget(root=self.chunk_dir.as_uri()), batch_size=rows)
 
     def get_batches(self, batch_config: BatchConfig, context: Any = None) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
