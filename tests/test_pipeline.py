@@ -168,6 +168,19 @@ def test_a_failing_dbt_test_fails_transform_and_names_it(done: Project) -> None:
     assert f"make transform DATE={day}" in result.stderr
 
 
+def test_dbt_unit_tests_pass_and_stay_out_of_the_daily_build(done: Project) -> None:
+    """The mart's dbt unit tests run here (`dbt-postgres:unit-test`), every one of them, and pass;
+    the daily build leaves them out (they answer the same every day)."""
+    spec = yaml.safe_load((ROOT / "transform/models/marts/orders_details_unit_tests.yml").read_text())
+    names = [test["name"] for test in spec["unit_tests"]]
+    result = done.run(str(ROOT / ".venv/bin/meltano"), "invoke", "dbt-postgres:unit-test", env={"RUN_DATE": D1})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert all(f"PASS orders_details::{name} " in output for name in names) and " ERROR=0 " in output, output[-3000:]
+    log = max((done.data_dir / "logs" / D1).glob("transform-*.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert "PASS=" in log and not any(name in log for name in names)
+
+
 def test_dbt_relation_cache_race_cannot_happen(done: Project, tmp_path: Path) -> None:
     """The daily build's dbt flags cannot hit dbt's relation-cache race (issue: "Cache
     inconsistency detected: in rename, new key ... stg_northwind__customers already in cache").
