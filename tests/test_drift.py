@@ -79,3 +79,19 @@ def test_awkward_identifiers_survive_the_pipeline(drift: Project) -> None:
         (1, 'first, "quoted"', "ann"),
         (2, None, "bob"),
     ]
+
+
+def test_a_table_gone_from_the_source_leaves_the_day_when_it_is_rerun(drift: Project) -> None:
+    """Rerunning a day after a table was dropped from the source: its landed folder of the day and
+    its raw rows of the day go, and the day transforms (raw holds exactly the landed day)."""
+    day = "2024-05-07"
+    _source(drift, "create table short_lived (id integer primary key)")
+    _source(drift, "insert into short_lived values (1), (2)")
+    drift.make("pipeline", f"DATE={day}", check=True)
+    assert drift.sql("select count(*) from raw.short_lived where snapshot_date = %s", (day,)) == [(2,)]
+    _source(drift, "drop table short_lived")
+    result = drift.make("pipeline", f"DATE={day}", check=True)
+    assert f"schema change in raw.short_lived on {day}: the table is gone from the source" in result.stdout
+    assert not (drift.data_dir / "postgres" / "short_lived" / day).exists()
+    assert drift.sql("select count(*) from raw.short_lived where snapshot_date = %s", (day,)) == [(0,)]
+    assert drift.sql("select count(*) from raw._loads where snapshot_date = %s and table_name = 'short_lived'", (day,)) == [(0,)]

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shlex
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,39 @@ def done(project: Project) -> Project:
     result = project.make("pipeline", f"DATE={D1}", check=True)
     assert "summary for 2024-01-01" in result.stdout
     return project
+
+
+def test_the_steps_after_step_1_run_in_one_meltano_job_each_with_its_own_log(done: Project) -> None:
+    """make pipeline starts Meltano three times, not five: the two extracts side by side, then
+    `meltano run load transform export`; each step keeps its own ledger row and its own log."""
+    with sqlite3.connect(done.data_dir / "ledger.sqlite") as conn:
+        owners = dict(
+            conn.execute(
+                "select step, pid from runs r where day = ? and started_at = (select max(started_at) from runs where day = r.day and step = r.step)",
+                (D1,),
+            ).fetchall()
+        )
+    assert owners["load"] == owners["transform"] == owners["export"]
+    assert len({owners["extract-postgres"], owners["extract-csv"], owners["load"]}) == 3
+    for step, other in (("load", "transform"), ("transform", "export"), ("export", "load")):
+        log = max((done.data_dir / "logs" / D1).glob(f"{step}-*.log"), key=lambda p: p.stat().st_mtime).read_text()
+        assert log.startswith(f"nwelt: {step} for {D1}: meltano run load transform export\n")
+        assert f"opening {step} for {D1}" in log and f"opening {other} for" not in log
+    assert "committed raw.orders" in max((done.data_dir / "logs" / D1).glob("load-*.log"), key=lambda p: p.stat().st_mtime).read_text()
+
+
+def test_a_failure_inside_the_chain_names_its_step_and_keeps_the_steps_before(done: Project) -> None:
+    """export dies (SIGKILL) inside `meltano run load transform export`: load and transform are
+    recorded succeeded, export failed with its own log, and the resume command starts at export."""
+    day = "2024-01-09"
+    result = done.make("pipeline", f"DATE={day}", env={"NWELT_FAULT": "export"})
+    assert result.returncode != 0
+    assert f"FAILED: step export for {day}" in result.stderr and f"make export DATE={day}" in result.stderr
+    states = dict(line.split()[:2] for line in done.make("status", f"DATE={day}").stdout.splitlines() if line.startswith("  "))
+    assert states["load"] == states["transform"] == "succeeded" and states["export"] == "failed", states
+    export_log = max((done.data_dir / "logs" / day).glob("export-*.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert f"opening export for {day}" in export_log and "Done. PASS=" not in export_log
+    done.make("export", f"DATE={day}", check=True)  # the resume command finishes the day
 
 
 def test_pipeline_writes_csv_and_json(done: Project) -> None:

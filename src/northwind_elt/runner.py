@@ -49,14 +49,14 @@ def stop_all() -> None:
                 child.kill()
 
 
-def open_log(settings: Settings, step: str, day: dt.date) -> Path:
+def open_log(settings: Settings, step: str, day: dt.date, command: str | None = None) -> Path:
     """Create the run's log file and write its first line (a full disk fails here, clearly)."""
     log_dir = settings.data_dir / "logs" / day.isoformat()
     log_path = log_dir / f"{step}-{dt.datetime.now():%Y%m%dT%H%M%S%f}.log"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         with log_path.open("w") as log:
-            log.write(f"nwelt: {step} for {day}: meltano run {step}\n")
+            log.write(f"nwelt: {step} for {day}: {command or f'meltano run {step}'}\n")
             log.flush()
             os.fsync(log.fileno())
     except OSError as exc:
@@ -69,94 +69,164 @@ def open_log(settings: Settings, step: str, day: dt.date) -> Path:
 
 def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, nice: int = 0) -> StepResult:
     """Run one step's Meltano job for `day` (the caller holds the day's locks)."""
-    log_path = open_log(settings, step, day)
+    return run_steps(settings, [step], day, quiet, nice)[0]
+
+
+def run_steps(settings: Settings, steps: list[str], day: dt.date, quiet: bool = False, nice: int = 0) -> list[StepResult]:
+    """Run consecutive steps' Meltano jobs for `day` in one `meltano run <job> <job> …` (the
+    caller holds the day's locks). One Meltano start instead of one per step; each step still has
+    its own log file (the output switches at the line its `elt:open-<step>` task prints first),
+    ledger row, progress lines and result. Stops at the first failure, as Meltano does; returns
+    the results up to the first step that did not succeed (whether it started or not)."""
+    command = "meltano run " + " ".join(steps)
+    follow = _Follower(settings, steps, day, quiet, command)
     env = settings.meltano_env() | {"RUN_DATE": day.isoformat()}
-    started = time.monotonic()
     ledger = Ledger(settings.data_dir)
     try:
-        with log_path.open("a") as log:
-            process = subprocess.Popen(
-                # --force: the project's locks decide who may run, not Meltano's job table (a killed
-                # run would block the job for minutes); --no-state-update: every run is a full,
-                # stateless extract. No --refresh-catalog: Meltano reuses tap-postgres's cached
-                # catalog, which elt:open-extract-postgres removes whenever the source schema changed
-                # (catalogs.py), so drift is still seen.
-                [
-                    *(["nice", "-n", str(nice)] if nice else []),
-                    meltano_exe(),
-                    f"--environment={settings.meltano_environment}",
-                    "run",
-                    "--force",
-                    "--no-state-update",
-                    step,
-                ],
-                cwd=settings.root,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                preexec_fn=guard.die_with_parent,
-            )
-            owner = identity(process.pid)
+        process = subprocess.Popen(
+            # --force: the project's locks decide who may run, not Meltano's job table (a killed
+            # run would block the job for minutes); --no-state-update: every run is a full,
+            # stateless extract. No --refresh-catalog: Meltano reuses tap-postgres's cached
+            # catalog, which elt:open-extract-postgres removes whenever the source schema changed
+            # (catalogs.py), so drift is still seen.
+            [
+                *(["nice", "-n", str(nice)] if nice else []),
+                meltano_exe(),
+                f"--environment={settings.meltano_environment}",
+                "run",
+                "--force",
+                "--no-state-update",
+                *steps,
+            ],
+            cwd=settings.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            preexec_fn=guard.die_with_parent,
+        )
+        owner = identity(process.pid)
+        with _children_lock:
+            _children.add(process)
+        try:
+            code = follow.run(process, owner)
+        except (OSError, ConfigError):  # a log cannot be written: stop the job (its guard cleans up)
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            follow.close()
             with _children_lock:
-                _children.add(process)
-            try:
-                code = _follow(process, log, settings, step, day, quiet)
-            except OSError:  # the log cannot be written: stop the job (its guard cleans up)
-                process.kill()
-                process.wait()
-                raise
-            finally:
-                with _children_lock:
-                    _children.discard(process)
+                _children.discard(process)
     except OSError as exc:
-        raise ConfigError(f"cannot write the log {log_path} of {step} for {day} ({exc.strerror}): free space, then rerun") from None
-    seconds = time.monotonic() - started
-    run = ledger.of_owner(day, step, owner)
-    if code == 0 and run is not None and run.outcome == "succeeded":
-        return StepResult(step, day, True, seconds, run.rows, log_path=log_path)
-    if code == 0:
-        cause = f"the Meltano job {step} ended without recording success (is meltano.yml's job {step} complete?)"
-    elif code < 0:
-        cause = f"the Meltano job {step} was stopped by signal {signal.Signals(-code).name}"
-    else:
-        cause = find_cause(log_path.read_text(errors="replace"), step)
-    run_id = ledger.begin(day, step, console.command(console.resume_fixes(step, day)[0]), log_path) if run is None else run.run_id
-    if code >= 0:  # a stopped job stays `running` with its owner gone: reported as interrupted
-        ledger.finish(run_id, "failed", error=cause)
-    ledger.set_log(run_id, log_path)
-    return StepResult(step, day, False, seconds, cause=cause, log_path=log_path)
+        raise ConfigError(
+            f"cannot write the log {follow.log_path} of {follow.step} for {day} ({exc.strerror}): free space, then rerun"
+        ) from None
+    results = []
+    for step in steps:  # the ledger says which steps succeeded; the first other one failed
+        run = ledger.of_owner(day, step, owner)
+        seconds, log_path = follow.seconds(step), follow.logs.get(step, follow.log_path)
+        if run is not None and run.outcome == "succeeded":
+            results.append(StepResult(step, day, True, seconds, run.rows, log_path=log_path))
+            continue
+        if code == 0:
+            cause = f"the Meltano job {step} ended without recording success (is meltano.yml's job {step} complete?)"
+        elif code < 0:
+            cause = f"the Meltano job {step} was stopped by signal {signal.Signals(-code).name}"
+        else:
+            cause = find_cause(log_path.read_text(errors="replace"), step)
+        run_id = ledger.begin(day, step, console.command(console.resume_fixes(step, day)[0]), log_path) if run is None else run.run_id
+        if code >= 0:  # a stopped job stays `running` with its owner gone: reported as interrupted
+            ledger.finish(run_id, "failed", error=cause)
+        ledger.set_log(run_id, log_path)
+        results.append(StepResult(step, day, False, seconds, cause=cause, log_path=log_path))
+        break
+    return results
 
 
-def _follow(process: subprocess.Popen[str], log, settings: Settings, step: str, day: dt.date, quiet: bool) -> int:  # type: ignore[no-untyped-def]
-    """Copy the job's output to its log, show progress, and say something at least every 10 s."""
-    assert process.stdout is not None
-    last = [time.monotonic()]
-    done = threading.Event()
-    started = time.monotonic()
+# the first line every `elt:open-<step>` task prints (tasks.open_step), as Meltano logs it
+OPENING = re.compile(r"\belt\s+opening (\S+) for (\d{4}-\d{2}-\d{2})$")
 
-    def heartbeat() -> None:
+
+class _Follower:
+    """Copies a chain's output into each step's log, shows progress, and says something at least
+    every HEARTBEAT_SECONDS."""
+
+    def __init__(self, settings: Settings, steps: list[str], day: dt.date, quiet: bool, command: str) -> None:
+        self.settings, self.steps, self.day, self.quiet, self.command = settings, steps, day, quiet, command
+        self.step = steps[0]
+        self.log_path = open_log(settings, self.step, day, command)
+        self.logs = {self.step: self.log_path}
+        self.started = {self.step: time.monotonic()}
+        self.ended: float | None = None
+        self._log = self.log_path.open("a")
+        self._last = time.monotonic()
+
+    def _next_step_opens(self, line: str, owner: str) -> str | None:
+        """The step this line opens, if it is the open task's first line of the chain's next step:
+        from `elt`, for this day, and only once the current step has closed with success (a
+        value that merely looks like that line, in a log or an error message, switches nothing)."""
+        opening = OPENING.search(line.rstrip())
+        order = self.steps.index(self.step)
+        if not opening or opening.group(2) != self.day.isoformat() or order + 1 >= len(self.steps):
+            return None
+        step = self.steps[order + 1]
+        if opening.group(1) != step:
+            return None
+        run = Ledger(self.settings.data_dir).of_owner(self.day, self.step, owner)
+        return step if run is not None and run.outcome == "succeeded" else None
+
+    def _switch(self, step: str) -> None:
+        """The next step of the chain has begun: its own log from here on."""
+        log_path = open_log(self.settings, step, self.day, self.command)
+        self._log.close()
+        self.logs[step], self.started[step] = log_path, time.monotonic()
+        self.step, self.log_path = step, log_path  # last: the heartbeat reads started[self.step]
+        self._log = self.log_path.open("a")
+
+    def run(self, process: subprocess.Popen[str], owner: str) -> int:
+        assert process.stdout is not None
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(done,), daemon=True)
+        beat.start()
+        try:
+            for line in process.stdout:
+                step = self._next_step_opens(line, owner)
+                if step is not None:
+                    self._switch(step)
+                self._log.write(_redact(line, self.settings))
+                if not self.quiet and PROGRESS.search(line):
+                    short = _short(line)
+                    if short is not None:
+                        console.progress(self.step, short)
+                        self._last = time.monotonic()
+            return process.wait()
+        finally:
+            self.ended = time.monotonic()
+            done.set()
+
+    def _heartbeat(self, done: threading.Event) -> None:
         while not done.wait(1):
-            if not quiet and time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
-                rows = rows_so_far(settings, step, day)
+            if not self.quiet and time.monotonic() - self._last >= HEARTBEAT_SECONDS:
+                step = self.step
+                rows = rows_so_far(self.settings, step, self.day)
                 extra = f", {rows} rows so far" if rows is not None else ""
-                console.progress(step, f"running for {time.monotonic() - started:.0f} s{extra}")
-                last[0] = time.monotonic()
+                console.progress(step, f"running for {time.monotonic() - self.started[step]:.0f} s{extra}")
+                self._last = time.monotonic()
 
-    beat = threading.Thread(target=heartbeat, daemon=True)
-    beat.start()
-    try:
-        for line in process.stdout:
-            log.write(_redact(line, settings))
-            if not quiet and PROGRESS.search(line):
-                short = _short(line)
-                if short is not None:
-                    console.progress(step, short)
-                    last[0] = time.monotonic()
-        return process.wait()
-    finally:
-        done.set()
+    def seconds(self, step: str) -> float:
+        """From the step's start (the job's, for the first) to the next step's start or the end;
+        0 for a step that never started."""
+        if step not in self.started:
+            return 0.0
+        order = list(self.started)
+        after = order[order.index(step) + 1] if order.index(step) + 1 < len(order) else None
+        end = self.started[after] if after else (self.ended or time.monotonic())
+        return end - self.started[step]
+
+    def close(self) -> None:
+        self._log.close()
 
 
 def rows_so_far(settings: Settings, step: str, day: dt.date) -> int | None:
@@ -214,8 +284,9 @@ def execute(
     nice: int = 0,
     announce: bool = False,
 ) -> list[StepResult]:
-    """Run `steps` for `day` in order, holding the day's locks throughout (the two extracts in
-    parallel); stops at the first failure."""
+    """Run `steps` for `day` in order, holding the day's locks throughout: the two extracts in
+    parallel, the steps after them chained in one `meltano run` (see run_steps); stops at the
+    first failure."""
     if settings.embedded:
         from .database import EmbeddedPostgres
 
@@ -242,10 +313,14 @@ def execute(
                 results += list(pool.map(one, extracts))
         else:
             results += [one(s) for s in extracts]
-        for step in [s for s in steps if s not in extracts]:
-            if not all(r.ok for r in results):
-                break
-            results.append(one(step))
+        rest = [s for s in steps if s not in extracts]
+        if announce:  # each step announced as it starts and ends (backfill's stages: one step each)
+            for step in rest:
+                if not all(r.ok for r in results):
+                    break
+                results.append(one(step))
+        elif rest and all(r.ok for r in results):  # the steps after step 1: one Meltano start
+            results += run_steps(settings, rest, day, quiet, nice)
     return results
 
 

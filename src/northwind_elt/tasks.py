@@ -188,6 +188,9 @@ def _failure_recorded(ledger: Ledger, run_id: str) -> Iterator[None]:
 def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> str:
     """`elt:open-<step>`: locks, ledger row, gate, preparation, guard. Returns the run id."""
     get(step)
+    # the first line of every step in a job's output: where the runner starts the step's own log
+    # when several jobs run in one `meltano run` (runner.OPENING)
+    print(f"opening {step} for {day}", flush=True)
     owner = os.getppid()  # the `meltano run` process: the run lives as long as it does
     ledger = Ledger(settings.data_dir)
     with ExitStack() as stack:

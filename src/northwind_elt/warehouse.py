@@ -106,7 +106,7 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
             rows = _reconcile(conn, load, table, info, source, day)
             stored = landing.schema(source, table, day)
             decimals = decimal_columns(stored["schema"])  # loaded as text (exact through COPY), numeric in raw
-            own_name = {load_column_name(name): name for name in stored["schema"].get("properties", {})}
+            own_name = {load_column_name(name): _identifier(name) for name in stored["schema"].get("properties", {})}
             staged = {
                 c.name: Column(own_name.get(c.name, c.name), "numeric" if own_name.get(c.name) in decimals else c.type) for c in loaded
             }
@@ -116,6 +116,8 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
             _record_load(conn, table, day, rows, landed)
             counts[table] = rows
             faults.point("commit-load", day)  # mid-transaction: some tables replaced, not committed
+        for change in _remove_gone_tables(conn, set(counts), day):
+            print(change)
         _refresh_statistics(conn, list(counts))
         conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(load)))
     return counts
@@ -149,6 +151,12 @@ def _reconcile(conn: psycopg.Connection, load: str, table: str, info: dict[str, 
     return rows
 
 
+def _identifier(name: str) -> str:
+    """The name as PostgreSQL keeps it: at most 63 bytes, never cut inside a character (as the
+    load table's column names already are)."""
+    return name.encode()[:63].decode(errors="ignore")
+
+
 def _replace_day(conn: psycopg.Connection, table: str, staged: dict[str, Column], load: str, day: dt.date, decimals: set[str]) -> None:
     """Replace exactly the rows of `day` in raw.<table> with the load table's (`staged`: load
     column name -> raw column); the decimal columns, loaded as text (see
@@ -165,6 +173,21 @@ def _replace_day(conn: psycopg.Connection, table: str, staged: dict[str, Column]
         ),
         (day,),
     )
+
+
+def _remove_gone_tables(conn: psycopg.Connection, landed: set[str], day: dt.date) -> list[str]:
+    """Tables loaded for `day` before that the landed day no longer has (gone from the source):
+    their rows of the day and their `raw._loads` row go, so raw holds exactly the landed day."""
+    loaded = conn.execute(sql.SQL("select table_name from {}._loads where snapshot_date = %s").format(sql.Identifier(RAW)), (day,))
+    changes = []
+    for table in sorted({name for (name,) in loaded.fetchall()} - landed):
+        if _columns(conn, RAW, table):
+            conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(sql.Identifier(RAW, table)), (day,))
+        conn.execute(
+            sql.SQL("delete from {}._loads where snapshot_date = %s and table_name = %s").format(sql.Identifier(RAW)), (day, table)
+        )
+        changes.append(f"schema change in {RAW}.{table} on {day}: the table is gone from the source; the day's rows were removed")
+    return changes
 
 
 def _record_load(conn: psycopg.Connection, table: str, day: dt.date, rows: int, landed: str | None) -> None:

@@ -53,8 +53,8 @@ NUMERIC_MAX_SCALE = 16383
 # The csv module refuses a field longer than csv.field_size_limit() (131,072 characters), but
 # only after the file iterator has read the whole physical line into memory: one 600 MB field
 # would take over a gigabyte before the refusal. Lines are therefore read at most this many
-# characters at a time, and a longer one is refused: every field of such a line would have to be
-# near the limit, so no valid row is refused.
+# characters at a time, and a longer one is refused. Only a row of several text fields near the
+# field limit could be valid and longer; the project's order_details columns are numbers.
 MAX_LINE_CHARS = 1 << 20
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
