@@ -95,3 +95,22 @@ def test_a_table_gone_from_the_source_leaves_the_day_when_it_is_rerun(drift: Pro
     assert not (drift.data_dir / "postgres" / "short_lived" / day).exists()
     assert drift.sql("select count(*) from raw.short_lived where snapshot_date = %s", (day,)) == [(0,)]
     assert drift.sql("select count(*) from raw._loads where snapshot_date = %s and table_name = 'short_lived'", (day,)) == [(0,)]
+
+
+def test_text_values_arrive_exactly_through_copy(drift: Project) -> None:
+    """The load uses COPY: text that COPY's format escapes (tab, newlines, backslash, the literal
+    `\\N` that means NULL in COPY text) arrives exactly, and an empty string stays apart from NULL."""
+    day = "2024-05-08"
+    values = ["tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "", None, 'a "quoted", comma', "ünï €"]
+    with EmbeddedPostgres(drift.settings).admin(SOURCE_DB) as conn:
+        conn.execute("create table awkward_texts (id integer primary key, t text)")
+        for number, value in enumerate(values):
+            conn.execute("insert into awkward_texts values (%s, %s)", (number, value))
+    try:
+        result = drift.make("pipeline", f"DATE={day}", check=True)
+        log = max((drift.data_dir / "logs" / day).glob("load-*.log"), key=lambda p: p.stat().st_mtime).read_text()
+        assert "Inserting with SQL: COPY" in log, result.stdout[-2000:]
+        rows = drift.sql("select id, t from raw.awkward_texts where snapshot_date = %s order by id", (day,))
+        assert rows == list(enumerate(values))
+    finally:
+        _source(drift, "drop table awkward_texts")
