@@ -113,15 +113,22 @@ def processes_of(project: Project) -> list[str]:
     return list(pids_of(project).values())
 
 
+def _make_or_fail(target: str) -> None:
+    """`make <target>`; if it fails, every test that needs it errors with make's own output."""
+    result = subprocess.run(["make", "--no-print-directory", target], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"make {target} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}", pytrace=False)
+
+
 def _setup_done() -> None:
-    subprocess.run(["make", "--no-print-directory", "setup"], cwd=ROOT, check=True, capture_output=True)
+    _make_or_fail("setup")
 
 
 @pytest.fixture(scope="session")
 def database() -> None:
     """The embedded PostgreSQL is up (make db-up), seeded, with roles."""
     _setup_done()
-    subprocess.run(["make", "--no-print-directory", "db-up"], cwd=ROOT, check=True, capture_output=True)
+    _make_or_fail("db-up")
 
 
 def new_project(tmp_path_factory: pytest.TempPathFactory, name: str, source_database: str | None = None) -> Project:

@@ -219,7 +219,7 @@ class EmbeddedPostgres:
             "--locale=C.UTF-8",
         )
         if result.returncode != 0:
-            raise RuntimeError(f"initdb failed in {self.data}:\n{result.stderr.strip()}")
+            raise ConfigError(f"initdb failed in {self.data}: {result.stderr.strip()}")
 
     def start(self) -> None:
         if self.status().running:
@@ -232,10 +232,16 @@ class EmbeddedPostgres:
         result = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log), "-o", options)
         if result.returncode != 0:
             tail = self.log.read_text(errors="replace").strip().splitlines()[-5:] if self.log.exists() else []
-            raise RuntimeError(
+            if any("Address already in use" in line for line in tail):
+                raise ConfigError(
+                    f"embedded PostgreSQL did not start: port {self.port} on 127.0.0.1 is taken by another server "
+                    f"(another checkout's `make db-up`?); stop it, or set NWELT_PG_PORT (and SOURCE_PG_PORT, "
+                    f"WAREHOUSE_PG_PORT) in .env to a free port; log: {self.log}"
+                )
+            raise ConfigError(
                 f"embedded PostgreSQL did not start on 127.0.0.1:{self.port}: "
                 + " | ".join(tail or [result.stderr.strip()])
-                + f"\nIf the port is taken, set NWELT_PG_PORT in .env. Full log: {self.log}"
+                + f"; full log: {self.log}"
             )
 
     def stop(self) -> None:
@@ -243,7 +249,7 @@ class EmbeddedPostgres:
             return
         result = self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
         if result.returncode != 0:
-            raise RuntimeError(f"pg_ctl stop failed: {result.stderr.strip()}")
+            raise ConfigError(f"pg_ctl stop failed: {result.stderr.strip()}")
 
     def up(self, sync_passwords: bool = True) -> None:
         """Initialise, start, create roles and databases, seed the source once. Safe to repeat.
@@ -257,7 +263,7 @@ class EmbeddedPostgres:
             if self.secure() and self.status().running:  # e.g. a cluster made with `trust`
                 result = self._run("pg_ctl", "reload", "-D", str(self.data))
                 if result.returncode != 0:
-                    raise RuntimeError(f"pg_ctl reload failed: {result.stderr.strip()}")
+                    raise ConfigError(f"pg_ctl reload failed: {result.stderr.strip()}")
             self.start()
             self.provision(sync_passwords)
 
@@ -352,4 +358,4 @@ class EmbeddedPostgres:
             text=True,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"seeding {database} from {script} failed:\n{result.stderr.strip()[-2000:]}")
+            raise ConfigError(f"seeding {database} from {script} failed: {result.stderr.strip()[-2000:]}")
