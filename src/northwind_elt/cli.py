@@ -20,9 +20,10 @@ def _settings() -> Settings:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    if settings_mod.ensure_env_file():
-        print("wrote .env from .env.example with fresh random passwords")
+    created = settings_mod.ensure_env_file()
     settings = _settings()
+    if created:
+        print(f"wrote .env from .env.example with fresh random passwords (embedded PostgreSQL on port {settings.pg_port})")
     from . import sourcedata
 
     for name in sourcedata.FILES:

@@ -187,6 +187,20 @@ def parse_date(raw: str | None, today: dt.date | None = None, name: str = "DATE"
     return day
 
 
+def free_port(first: int, tries: int = 100) -> int:
+    """The first port from `first` on that nothing listens on at 127.0.0.1 (`first` if none is)."""
+    import socket
+
+    for port in range(first, first + tries):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return first
+
+
 def ensure_env_file(root: Path = ROOT) -> bool:
     """Create `.env` from `.env.example` with fresh random passwords. Returns True if created."""
     import secrets
@@ -194,7 +208,9 @@ def ensure_env_file(root: Path = ROOT) -> bool:
     target = root / ".env"
     if target.exists():
         return False
-    port = os.environ.get("NWELT_PG_PORT")  # e.g. a second checkout on the same machine
+    # a port given (e.g. a second checkout on the same machine), else the default or, when another
+    # server (another checkout, another user) already listens there, the next free one
+    port = os.environ.get("NWELT_PG_PORT") or str(free_port(DEFAULT_PG_PORT))
     lines = []
     for line in (root / ".env.example").read_text().splitlines():
         name, sep, value = line.partition("=")
