@@ -78,7 +78,12 @@ def test_two_meltano_runs_of_a_step_and_day_never_interleave(made: Project) -> N
             > 0
         )
     )
-    second = meltano(made, "2024-03-03", "extract-postgres")
+    # the first run holds the day now; stopped here, it cannot end before the second one tries
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = meltano(made, "2024-03-03", "extract-postgres")
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out[-3000:]
     assert second.returncode != 0
