@@ -106,13 +106,18 @@ def commit(settings: Settings, day: dt.date) -> dict[str, int]:
             rows = _reconcile(conn, load, table, info, source, day)
             stored = landing.schema(source, table, day)
             decimals = decimal_columns(stored["schema"])  # loaded as text (exact through COPY), numeric in raw
-            own_name = {load_column_name(name): _identifier(name) for name in stored["schema"].get("properties", {})}
-            staged = {
-                c.name: Column(own_name.get(c.name, c.name), "numeric" if own_name.get(c.name) in decimals else c.type) for c in loaded
+            # each load column (named as PostgreSQL keeps it) -> its raw column and type
+            raw_columns = {
+                _identifier(load_column_name(name)): (_identifier(name), name in decimals)
+                for name in stored["schema"].get("properties", {})
             }
+            staged = {}
+            for c in loaded:
+                name, decimal = raw_columns.get(c.name, (c.name, False))
+                staged[c.name] = Column(name, "numeric" if decimal else c.type)
             for change in _ensure_raw_table(conn, table, list(staged.values()), stored["key_properties"], day):
                 print(change)
-            _replace_day(conn, table, staged, load, day, decimals)
+            _replace_day(conn, table, staged, load, day)
             _record_load(conn, table, day, rows, landed)
             counts[table] = rows
             faults.point("commit-load", day)  # mid-transaction: some tables replaced, not committed
@@ -157,14 +162,14 @@ def _identifier(name: str) -> str:
     return name.encode()[:63].decode(errors="ignore")
 
 
-def _replace_day(conn: psycopg.Connection, table: str, staged: dict[str, Column], load: str, day: dt.date, decimals: set[str]) -> None:
+def _replace_day(conn: psycopg.Connection, table: str, staged: dict[str, Column], load: str, day: dt.date) -> None:
     """Replace exactly the rows of `day` in raw.<table> with the load table's (`staged`: load
-    column name -> raw column); the decimal columns, loaded as text (see
-    landing.load_stream_schema), are cast back to numeric."""
+    column name -> raw column); the numeric columns, loaded as text (see
+    landing.load_stream_schema), are cast back."""
     target = sql.Identifier(RAW, table)
     names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged.values())
     values = sql.SQL(", ").join(
-        sql.SQL("{}::numeric" if c.name in decimals else "{}").format(sql.Identifier(loaded)) for loaded, c in staged.items()
+        sql.SQL("{}::numeric" if c.type == "numeric" else "{}").format(sql.Identifier(loaded)) for loaded, c in staged.items()
     )
     conn.execute(sql.SQL("delete from {} where snapshot_date = %s").format(target), (day,))
     conn.execute(
