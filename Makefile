@@ -29,7 +29,8 @@ setup: $(SETUP_STAMP) ## create .venv, install pinned deps, meltano install (qui
 	@mkdir -p data/compose  # Docker Compose's data folder, yours before a container can make it root's
 
 $(SETUP_STAMP): requirements.txt pyproject.toml meltano.yml extract/*.meltano.yml load/*.meltano.yml transform/*.meltano.yml \
-                extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml load/target-jsonl-about/pyproject.toml
+                extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml load/target-jsonl-about/pyproject.toml \
+                src/northwind_elt/fast_exit.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==26.3

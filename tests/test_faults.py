@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -94,6 +95,29 @@ def test_sigkill_mid_write(project: Project, clean: dict[str, object], step: str
         state = _day_state(project, DAY)
         assert state["raw"] == clean["day"]["raw"] and state["output"] == clean["day"]["output"]  # (b)
     assert _day_state(project, GOOD) == clean["good"]  # (c)
+    _recover(project, result, clean)  # (e)
+
+
+@pytest.mark.parametrize(("step", "fault"), [("extract-postgres", "publish-postgres"), ("extract-csv", "publish-csv")])
+def test_a_failed_extract_in_make_pipeline_stops_it_before_load(project: Project, clean: dict[str, object], step: str, fault: str) -> None:
+    """`make pipeline` runs extract-csv beside `meltano run extract-postgres load …`: whichever
+    extract fails, the other finishes, load never starts (no run recorded), and the failure names
+    the extract."""
+    ledger = project.data_dir / "ledger.sqlite"
+    count = "select count(*) from runs where day = ? and step = 'load'"
+    with contextlib.closing(sqlite3.connect(ledger)) as conn:
+        loads = conn.execute(count, (DAY,)).fetchone()[0]
+    result = project.make("pipeline", f"DATE={DAY}", env={"NWELT_FAULT": fault})
+    assert result.returncode != 0
+    assert f"FAILED: step {step} for {DAY}" in result.stderr  # (d)
+    other = "extract-csv" if step == "extract-postgres" else "extract-postgres"
+    states = _status(project, DAY)
+    assert states[step] == "failed" and states[other] == "succeeded", states  # (a)
+    with contextlib.closing(sqlite3.connect(ledger)) as conn:
+        assert conn.execute(count, (DAY,)).fetchone()[0] == loads
+    assert not (project.data_dir / step.removeprefix("extract-") / "_manifests" / f"{DAY}.json").exists()  # (b)
+    state = _day_state(project, DAY)
+    assert all(state[part] == clean["day"][part] for part in ("raw", "mart", "output"))  # (b): nothing loaded
     _recover(project, result, clean)  # (e)
 
 

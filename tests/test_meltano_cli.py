@@ -104,3 +104,15 @@ def test_meltano_run_with_only_run_date_and_a_relative_data_dir(project: Project
         assert rows == [(source_rows,)]
     finally:
         shutil.rmtree(ROOT / relative, ignore_errors=True)
+
+
+def test_every_python_of_the_project_starts_with_the_fast_exit_hook() -> None:
+    """`make setup` puts the hook (src/northwind_elt/fast_exit.py) into Meltano's virtualenv and
+    every plugin's: each of their Pythons imports it at start-up."""
+    venvs = [ROOT / ".venv", *sorted(ROOT.glob(".meltano/*/*/venv"))]
+    assert len(venvs) == 8
+    for venv in venvs:
+        result = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sys; print('nwelt_fast_exit' in sys.modules)"], capture_output=True, text=True
+        )
+        assert result.stdout.strip() == "True", (venv, result.stderr[-500:])

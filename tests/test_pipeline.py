@@ -29,20 +29,26 @@ def done(project: Project) -> Project:
 
 
 def test_the_steps_after_step_1_run_in_one_meltano_job_each_with_its_own_log(done: Project) -> None:
-    """make pipeline starts Meltano three times, not five: the two extracts side by side, then
-    `meltano run load transform export`; each step keeps its own ledger row and its own log."""
+    """make pipeline starts Meltano twice, not five times: `meltano run extract-postgres load
+    transform export`, and extract-csv beside it; load opens only once both extracts ended. Each
+    step keeps its own ledger row and its own log."""
     with sqlite3.connect(done.data_dir / "ledger.sqlite") as conn:
-        owners = dict(
-            conn.execute(
-                "select step, pid from runs r where day = ? and started_at = (select max(started_at) from runs where day = r.day and step = r.step)",
+        runs = {
+            step: (pid, started, ended)
+            for step, pid, started, ended in conn.execute(
+                "select step, pid, started_at, ended_at from runs r where day = ? "
+                "and started_at = (select max(started_at) from runs where day = r.day and step = r.step)",
                 (D1,),
             ).fetchall()
-        )
-    assert owners["load"] == owners["transform"] == owners["export"]
-    assert len({owners["extract-postgres"], owners["extract-csv"], owners["load"]}) == 3
-    for step, other in (("load", "transform"), ("transform", "export"), ("export", "load")):
+        }
+    owners = {step: run[0] for step, run in runs.items()}
+    assert owners["extract-postgres"] == owners["load"] == owners["transform"] == owners["export"]
+    assert owners["extract-csv"] != owners["load"]
+    assert runs["load"][1] >= max(runs["extract-postgres"][2], runs["extract-csv"][2])  # load waited for both
+    chain = "meltano run extract-postgres load transform export"
+    for step, other in (("extract-postgres", "load"), ("load", "transform"), ("transform", "export"), ("export", "load")):
         log = max((done.data_dir / "logs" / D1).glob(f"{step}-*.log"), key=lambda p: p.stat().st_mtime).read_text()
-        assert log.startswith(f"nwelt: {step} for {D1}: meltano run load transform export\n")
+        assert log.startswith(f"nwelt: {step} for {D1}: {chain}\n")
         assert f"opening {step} for {D1}" in log and f"opening {other} for" not in log
     assert "committed raw.orders" in max((done.data_dir / "logs" / D1).glob("load-*.log"), key=lambda p: p.stat().st_mtime).read_text()
 

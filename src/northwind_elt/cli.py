@@ -33,13 +33,18 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def compile_plugins(settings: Settings) -> int:
-    """Write the bytecode (.pyc) of every plugin's virtualenv and of the project's own packages.
+    """Ready every virtualenv of the project for quick starts and exits: its bytecode written, and
+    the fast-exit hook installed (fast_exit.py).
 
     Meltano installs plugins with uv, which writes no bytecode, and where PYTHONDONTWRITEBYTECODE
     is set Python never writes it either: every plugin start then compiles its imports from
     source again. Compiling once here makes every run of every step start faster (figures in
     docs/performance.md). Quick when already done.
     """
+    import sysconfig
+
+    from . import fast_exit
+
     folders = sorted(settings.root.glob(".meltano/*/*/venv"))
     sources = [settings.root / "src", settings.root / "extract", settings.root / "load"]
     for venv in folders:
@@ -47,9 +52,12 @@ def compile_plugins(settings: Settings) -> int:
         lib = venv / "lib"
         if python.exists() and lib.exists():
             subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", str(lib)], stdout=subprocess.DEVNULL)
+            for site_packages in lib.glob("python3*/site-packages"):
+                fast_exit.install(str(site_packages))
+    fast_exit.install(sysconfig.get_paths()["purelib"])  # this virtualenv: Meltano's and nwelt's
     # the editable packages (this package, the two taps) are imported by the plugins' Pythons
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *map(str, sources)], stdout=subprocess.DEVNULL)
-    print(f"compiled the bytecode of {len(folders)} plugin environments")
+    print(f"compiled the bytecode of {len(folders)} plugin environments and installed their fast-exit hook")
     return 0
 
 
@@ -118,7 +126,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from . import console, runner
-    from .backfill import execute_days
+    from .backfill import DAYS_IN_FLIGHT, execute_days
     from .status import print_days
 
     settings = _settings()
@@ -130,7 +138,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise ConfigError(f"END={end} is before START={start}: backfill needs START <= END")
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     runner.install_signal_handlers()
-    print(f"backfill {start} .. {end}: {len(days)} days, as an assembly line: extract D+3 | load D+2 | transform D+1 | export D")
+    print(f"backfill {start} .. {end}: {len(days)} days, {DAYS_IN_FLIGHT} side by side, each in one meltano run of every step")
     for results in execute_days(settings, days, args.wait):  # a failed day does not stop the others
         failed = next((r for r in results if not r.ok), None)
         if failed:

@@ -67,6 +67,34 @@ def acquire_day(
     return fds
 
 
+# held by a runner (`make pipeline`) while step-1 jobs run beside the `meltano run` that chains
+# the first extract with the later steps (runner.execute): that chain's next open task waits for it
+STEP1_LOCK = "step1-beside.lock"
+
+
+def hold_step1(stack: ExitStack, data_dir: Path, day: dt.date) -> None:
+    """Hold the day's step-1 lock in this process until `stack` closes."""
+    folder = day_folder(data_dir, day)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = _take(folder / STEP1_LOCK, EXCLUSIVE, 0, ["step 1"], f"step 1 of {day}")
+    if fd is not None:
+        stack.callback(os.close, fd)
+
+
+def wait_for_step1(data_dir: Path, day: dt.date) -> bool:
+    """Wait while an ancestor of this process (the runner of this job) runs step-1 jobs beside
+    it; True if there was such a wait. A lock anyone else holds is not waited for."""
+    path = day_folder(data_dir, day) / STEP1_LOCK
+    if not path.exists() or not _held_by_ancestor(path):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # the kernel frees it when the runner ends, however it ends
+    finally:
+        os.close(fd)
+    return True
+
+
 def acquire_project(stack: ExitStack, root: Path, step: str, day: dt.date, owner: int | None = None) -> list[int]:
     """Take the project-wide lock of `step`'s plugin, waiting (and saying so) for other days' runs."""
     resource = get(step).plugin_state
@@ -103,7 +131,7 @@ def _take(
                 if announce:
                     print(f"  waiting: {path.stem} is in use by {_holder(path)}", flush=True)
                     announce = False
-                time.sleep(0.5)
+                time.sleep(0.1)
         if mode == EXCLUSIVE:
             pid = owner or os.getpid()
             holder = {

@@ -1,8 +1,8 @@
 """The steps of the pipeline, defined once.
 
 Everything that needs to know the steps reads this module: the ledger and `status` (order,
-upstream steps), the locks (what each step writes and reads), the runner (`make`, `nwelt`), the
-backfill's assembly line, the glue tasks inside each Meltano job, and the Airflow DAG (which loads
+upstream steps), the locks (what each step writes and reads), the runner (`make`, `nwelt`, the backfill),
+the glue tasks inside each Meltano job, and the Airflow DAG (which loads
 this file by path, so it imports nothing outside the standard library).
 
 Adding a step: one `Step(...)` below, its Meltano job in meltano.yml
@@ -26,7 +26,6 @@ class Step:
     plugins: str  # the Meltano block between elt:open-<name> and elt:close-<name> ("" = glue only)
     plugin_state: str | None  # project-wide state its plugin rewrites whatever the day (a lock)
     retries: int  # Airflow retries: only steps reading live sources can gain from a retry
-    backfill_nice: int  # CPU niceness in a backfill: the slowest stage keeps 0, the others yield
     summary: str
 
     @property
@@ -51,7 +50,6 @@ STEPS: tuple[Step, ...] = (
         plugins="tap-postgres target-jsonl-postgres",
         plugin_state="tap-postgres",
         retries=2,
-        backfill_nice=5,
         summary="step 1a: all source tables -> data/postgres/{table}/{DATE}/",
     ),
     Step(
@@ -62,7 +60,6 @@ STEPS: tuple[Step, ...] = (
         plugins="tap-northwind-csv target-jsonl-csv",
         plugin_state="tap-northwind-csv",
         retries=2,
-        backfill_nice=5,
         summary="step 1b: order_details.csv -> data/csv/order_details/{DATE}/",
     ),
     Step(
@@ -73,7 +70,6 @@ STEPS: tuple[Step, ...] = (
         plugins="tap-landing target-postgres",
         plugin_state="tap-landing",
         retries=0,
-        backfill_nice=5,
         summary="step 2: the day's landed files -> warehouse raw layer (refuses unless step 1 succeeded)",
     ),
     Step(
@@ -84,7 +80,6 @@ STEPS: tuple[Step, ...] = (
         plugins="dbt-postgres:build",
         plugin_state="dbt",
         retries=0,
-        backfill_nice=0,
         summary="dbt build of the orders_details mart for DATE (refuses unless the load succeeded)",
     ),
     Step(
@@ -95,7 +90,6 @@ STEPS: tuple[Step, ...] = (
         plugins="",
         plugin_state=None,
         retries=0,
-        backfill_nice=5,
         summary="mart rows of DATE -> data/output/{DATE}/orders_details.csv and .json",
     ),
 )
@@ -109,20 +103,6 @@ def get(name: str) -> Step:
         return BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown step {name!r}: use one of {', '.join(NAMES)}") from None
-
-
-def depth(name: str) -> int:
-    """0 for a step with no upstream, else one more than its deepest upstream step."""
-    step = get(name)
-    return 1 + max(map(depth, step.upstream)) if step.upstream else 0
-
-
-def stages() -> list[list[Step]]:
-    """The steps grouped by depth: the stages of a backfill's assembly line, in order."""
-    levels: dict[int, list[Step]] = {}
-    for step in STEPS:
-        levels.setdefault(depth(step.name), []).append(step)
-    return [levels[d] for d in sorted(levels)]
 
 
 def downstream_of(name: str) -> list[str]:

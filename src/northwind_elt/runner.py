@@ -26,7 +26,7 @@ from . import console, guard, locks
 from .causes import find_cause, strip_log_prefix
 from .console import StepResult
 from .errors import ConfigError
-from .ledger import Ledger, identity
+from .ledger import Ledger, Run, identity
 from .settings import Settings, meltano_exe
 
 # lines of a Meltano run worth showing live (the full output is in the log file)
@@ -67,19 +67,29 @@ def open_log(settings: Settings, step: str, day: dt.date, command: str | None = 
     return log_path
 
 
-def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False, nice: int = 0) -> StepResult:
+def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -> StepResult:
     """Run one step's Meltano job for `day` (the caller holds the day's locks)."""
-    return run_steps(settings, [step], day, quiet, nice)[0]
+    return run_steps(settings, [step], day, quiet)[0]
 
 
-def run_steps(settings: Settings, steps: list[str], day: dt.date, quiet: bool = False, nice: int = 0) -> list[StepResult]:
+def run_steps(
+    settings: Settings,
+    steps: list[str],
+    day: dt.date,
+    quiet: bool = False,
+    announce: bool = False,
+    step1_failed: threading.Event | None = None,
+) -> list[StepResult]:
     """Run consecutive steps' Meltano jobs for `day` in one `meltano run <job> <job> …` (the
     caller holds the day's locks). One Meltano start instead of one per step; each step still has
     its own log file (the output switches at the line its `elt:open-<step>` task prints first),
     ledger row, progress lines and result. Stops at the first failure, as Meltano does; returns
-    the results up to the first step that did not succeed (whether it started or not)."""
+    the results up to the first step that did not succeed (whether it started or not).
+    `announce`: a line when each step starts and when it ends (a backfill's days).
+    `step1_failed`: set when a step-1 job beside this chain failed (execute): a step that then
+    did not start is not reported."""
     command = "meltano run " + " ".join(steps)
-    follow = _Follower(settings, steps, day, quiet, command)
+    follow = _Follower(settings, steps, day, quiet, command, announce)
     env = settings.meltano_env() | {"RUN_DATE": day.isoformat()}
     ledger = Ledger(settings.data_dir)
     try:
@@ -90,7 +100,6 @@ def run_steps(settings: Settings, steps: list[str], day: dt.date, quiet: bool = 
             # catalog, which elt:open-extract-postgres removes whenever the source schema changed
             # (catalogs.py), so drift is still seen.
             [
-                *(["nice", "-n", str(nice)] if nice else []),
                 meltano_exe(),
                 f"--environment={settings.meltano_environment}",
                 "run",
@@ -126,6 +135,8 @@ def run_steps(settings: Settings, steps: list[str], day: dt.date, quiet: bool = 
     results = []
     for step in steps:  # the ledger says which steps succeeded; the first other one failed
         run = ledger.of_owner(day, step, owner)
+        if run is None and step1_failed is not None and step1_failed.is_set():
+            break  # not started because step 1 failed beside the chain: that failure is the report
         seconds, log_path = follow.seconds(step), follow.logs.get(step, follow.log_path)
         if run is not None and run.outcome == "succeeded":
             results.append(StepResult(step, day, True, seconds, run.rows, log_path=log_path))
@@ -142,6 +153,8 @@ def run_steps(settings: Settings, steps: list[str], day: dt.date, quiet: bool = 
         ledger.set_log(run_id, log_path)
         results.append(StepResult(step, day, False, seconds, cause=cause, log_path=log_path))
         break
+    if announce:  # the earlier steps' ends were announced as the next one opened
+        console.step_ended(results[-1])
     return results
 
 
@@ -153,8 +166,9 @@ class _Follower:
     """Copies a chain's output into each step's log, shows progress, and says something at least
     every HEARTBEAT_SECONDS."""
 
-    def __init__(self, settings: Settings, steps: list[str], day: dt.date, quiet: bool, command: str) -> None:
+    def __init__(self, settings: Settings, steps: list[str], day: dt.date, quiet: bool, command: str, announce: bool = False) -> None:
         self.settings, self.steps, self.day, self.quiet, self.command = settings, steps, day, quiet, command
+        self.announce = announce
         self.step = steps[0]
         self.log_path = open_log(settings, self.step, day, command)
         self.logs = {self.step: self.log_path}
@@ -162,11 +176,14 @@ class _Follower:
         self.ended: float | None = None
         self._log = self.log_path.open("a")
         self._last = time.monotonic()
+        if announce:
+            console.step_started(self.step, day)
 
-    def _next_step_opens(self, line: str, owner: str) -> str | None:
-        """The step this line opens, if it is the open task's first line of the chain's next step:
-        from `elt`, for this day, and only once the current step has closed with success (a
-        value that merely looks like that line, in a log or an error message, switches nothing)."""
+    def _next_step_opens(self, line: str, owner: str) -> tuple[str, Run] | None:
+        """The step this line opens and the current step's run, if the line is the open task's
+        first line of the chain's next step: from `elt`, for this day, and only once the current
+        step has closed with success (a value that merely looks like that line, in a log or an
+        error message, switches nothing)."""
         opening = OPENING.search(line.rstrip())
         order = self.steps.index(self.step)
         if not opening or opening.group(2) != self.day.isoformat() or order + 1 >= len(self.steps):
@@ -175,10 +192,13 @@ class _Follower:
         if opening.group(1) != step:
             return None
         run = Ledger(self.settings.data_dir).of_owner(self.day, self.step, owner)
-        return step if run is not None and run.outcome == "succeeded" else None
+        return (step, run) if run is not None and run.outcome == "succeeded" else None
 
-    def _switch(self, step: str) -> None:
+    def _switch(self, step: str, closed: Run) -> None:
         """The next step of the chain has begun: its own log from here on."""
+        if self.announce:
+            console.step_ended(StepResult(self.step, self.day, True, self.seconds(self.step), closed.rows, log_path=self.log_path))
+            console.step_started(step, self.day)
         log_path = open_log(self.settings, step, self.day, self.command)
         self._log.close()
         self.logs[step], self.started[step] = log_path, time.monotonic()
@@ -192,9 +212,9 @@ class _Follower:
         beat.start()
         try:
             for line in process.stdout:
-                step = self._next_step_opens(line, owner)
-                if step is not None:
-                    self._switch(step)
+                opens = self._next_step_opens(line, owner)
+                if opens is not None:
+                    self._switch(*opens)
                 self._log.write(_redact(line, self.settings))
                 if not self.quiet and PROGRESS.search(line):
                     short = _short(line)
@@ -281,12 +301,14 @@ def execute(
     steps: list[str],
     wait_seconds: float = 0,
     quiet: bool = False,
-    nice: int = 0,
-    announce: bool = False,
+    whole_day: bool = False,
 ) -> list[StepResult]:
-    """Run `steps` for `day` in order, holding the day's locks throughout: the two extracts in
-    parallel, the steps after them chained in one `meltano run` (see run_steps); stops at the
-    first failure."""
+    """Run `steps` for `day` in order, holding the day's locks throughout; stops at the first
+    failure. The first extract and the steps after step 1 run chained in one `meltano run` (see
+    run_steps), the other extracts beside it as their own jobs; the chain's next step (load)
+    waits in its open task until they end (locks.wait_for_step1) and does not start if one
+    failed. `whole_day` (a backfill's day): every step in one `meltano run`, the extracts one
+    after the other (the backfill runs days side by side instead), each step announced."""
     if settings.embedded:
         from .database import EmbeddedPostgres
 
@@ -296,32 +318,27 @@ def execute(
 
         sourcedata.ensure(settings, "order_details.csv")
 
-    def one(step: str) -> StepResult:
-        if announce:
-            console.step_started(step, day)
-        result = run_step(settings, step, day, quiet, nice)
-        if announce:
-            console.step_ended(result)
-        return result
-
-    results: list[StepResult] = []
     with ExitStack() as stack:
         locks.acquire_day(stack, settings.data_dir, day, steps, wait_seconds)
         extracts = [s for s in steps if s.startswith("extract-")]
-        if len(extracts) > 1:
-            with ThreadPoolExecutor(len(extracts)) as pool:
-                results += list(pool.map(one, extracts))
-        else:
-            results += [one(s) for s in extracts]
-        rest = [s for s in steps if s not in extracts]
-        if announce:  # each step announced as it starts and ends (backfill's stages: one step each)
-            for step in rest:
-                if not all(r.ok for r in results):
-                    break
-                results.append(one(step))
-        elif rest and all(r.ok for r in results):  # the steps after step 1: one Meltano start
-            results += run_steps(settings, rest, day, quiet, nice)
-    return results
+        beside = extracts[1:] if not whole_day else []
+        chain = [s for s in steps if s not in beside]
+        if not beside:
+            return run_steps(settings, chain, day, quiet, announce=whole_day)
+        step1_failed = threading.Event()
+        # the step-1 lock is released before the pool waits for the chain, whatever happens
+        with ThreadPoolExecutor(len(beside) + 1) as pool, ExitStack() as step1:
+            locks.hold_step1(step1, settings.data_dir, day)
+            side = [pool.submit(run_step, settings, step, day, quiet) for step in beside]
+            chained = pool.submit(run_steps, settings, chain, day, quiet, False, step1_failed)
+            try:
+                side_results = [future.result() for future in side]
+            finally:
+                if not all(future.exception() is None and future.result().ok for future in side):
+                    step1_failed.set()
+                step1.close()  # the chain's load may open now
+            chain_results = chained.result()
+    return chain_results[:1] + side_results + (chain_results[1:] if not step1_failed.is_set() else [])
 
 
 def install_signal_handlers() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,43 @@ def test_a_lock_held_by_an_ancestor_covers_its_descendants(tmp_path: Path) -> No
         assert child.stdout.strip() == "0"  # nothing taken: covered by this (ancestor) process
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert child.stdout.strip() == "3"  # on its own it takes postgres, csv and warehouse
+
+
+def test_the_chain_waits_for_its_own_runners_step1_lock_and_no_one_elses(tmp_path: Path) -> None:
+    """locks.wait_for_step1 (the chain's open-load in `make pipeline`): it waits while an ancestor
+    holds the day's step-1 lock, and returns at once when a stranger holds it."""
+    waiter = textwrap.dedent(f"""
+        import datetime as dt, time
+        from pathlib import Path
+        from northwind_elt import locks
+        waited = locks.wait_for_step1(Path({str(tmp_path)!r}), dt.date(2024, 1, 1))
+        print(waited, time.time(), flush=True)
+    """)
+    assert locks.wait_for_step1(tmp_path, DAY) is False  # no lock file yet
+    with contextlib.ExitStack() as stack:
+        locks.hold_step1(stack, tmp_path, DAY)  # this process: the ancestor of the waiter below
+        child = subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert child.poll() is None  # still waiting
+        released = time.time()
+    out, _ = child.communicate(timeout=30)
+    waited, at = out.split()
+    assert waited == "True" and float(at) >= released
+
+    holder = textwrap.dedent(f"""
+        import contextlib, datetime as dt, sys
+        from pathlib import Path
+        from northwind_elt import locks
+        with contextlib.ExitStack() as stack:
+            locks.hold_step1(stack, Path({str(tmp_path)!r}), dt.date(2024, 1, 1))
+            print("held", flush=True)
+            sys.stdin.read()
+    """)
+    stranger = subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert stranger.stdout is not None and stranger.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        assert locks.wait_for_step1(tmp_path, DAY) is False  # not an ancestor: not waited for
+        assert time.monotonic() - started < 1
+    finally:
+        stranger.communicate("")

@@ -1,5 +1,5 @@
-"""The step registry is the one home of the step graph: meltano.yml, the lock table and the
-backfill's stages all agree with it."""
+"""The step registry is the one home of the step graph: meltano.yml and the lock table agree
+with it."""
 
 from __future__ import annotations
 
@@ -38,11 +38,6 @@ def test_upstream_steps_come_first_and_exist() -> None:
     for index, step in enumerate(registry.STEPS):
         for up in step.upstream:
             assert registry.NAMES.index(up) < index
-
-
-def test_stages_group_steps_by_depth() -> None:
-    stages = [[s.name for s in stage] for stage in registry.stages()]
-    assert stages == [["extract-postgres", "extract-csv"], ["load"], ["transform"], ["export"]]
 
 
 def test_locks_exclusive_wins_over_shared() -> None:
