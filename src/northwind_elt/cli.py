@@ -54,7 +54,8 @@ def compile_plugins(settings: Settings) -> int:
             subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", str(lib)], stdout=subprocess.DEVNULL)
             for site_packages in lib.glob("python3*/site-packages"):
                 fast_exit.install(str(site_packages))
-    fast_exit.install(sysconfig.get_paths()["purelib"])  # this virtualenv: Meltano's and nwelt's
+    if sys.prefix != sys.base_prefix:  # this virtualenv (Meltano's and nwelt's), never a system Python
+        fast_exit.install(sysconfig.get_paths()["purelib"])
     # the editable packages (this package, the two taps) are imported by the plugins' Pythons
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *map(str, sources)], stdout=subprocess.DEVNULL)
     print(f"compiled the bytecode of {len(folders)} plugin environments and installed their fast-exit hook")
@@ -126,7 +127,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from . import console, runner
-    from .backfill import DAYS_IN_FLIGHT, execute_days
+    from .backfill import days_in_flight, execute_days
     from .status import print_days
 
     settings = _settings()
@@ -138,7 +139,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise ConfigError(f"END={end} is before START={start}: backfill needs START <= END")
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     runner.install_signal_handlers()
-    print(f"backfill {start} .. {end}: {len(days)} days, {DAYS_IN_FLIGHT} side by side, each in one meltano run of every step")
+    print(f"backfill {start} .. {end}: {len(days)} days, {days_in_flight()} side by side, each in one meltano run of every step")
     for results in execute_days(settings, days, args.wait):  # a failed day does not stop the others
         failed = next((r for r in results if not r.ok), None)
         if failed:

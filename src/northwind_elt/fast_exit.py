@@ -44,18 +44,21 @@ def register() -> None:
 
 def install(site_packages: str) -> bool:
     """Put the module and its .pth into a virtualenv's site-packages; True if anything changed."""
+    import tempfile
     from pathlib import Path
 
     folder = Path(site_packages)
-    wanted = {
+    wanted = {  # the module first: the .pth imports it
         folder / f"{MODULE}.py": Path(__file__).read_text(),
         folder / f"{MODULE}.pth": f"import {MODULE}; {MODULE}.register()\n",
     }
     changed = False
     for path, text in wanted.items():
-        if not path.exists() or path.read_text() != text:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
-            changed = True
+        if path.is_file() and not path.is_symlink() and path.read_text() == text:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
+        with open(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)  # whole or not at all, even with two setups at once
+        changed = True
     return changed

@@ -26,6 +26,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -67,32 +68,58 @@ def acquire_day(
     return fds
 
 
-# held by a runner (`make pipeline`) while step-1 jobs run beside the `meltano run` that chains
-# the first extract with the later steps (runner.execute): that chain's next open task waits for it
+# `make pipeline` runs the step-1 jobs other than the first extract beside the `meltano run` that
+# chains that extract with the later steps (runner.execute). While they run, the runner holds this
+# day's step-1 lock; when they end it writes its verdict into the lock file and releases it. The
+# chain, and only the chain, carries the runner's identity in STEP1_ENV: its load's open task
+# waits for the lock and starts only on a verdict of success written by that runner.
 STEP1_LOCK = "step1-beside.lock"
+STEP1_ENV = "NWELT_STEP1_RUNNER"
 
 
-def hold_step1(stack: ExitStack, data_dir: Path, day: dt.date) -> None:
-    """Hold the day's step-1 lock in this process until `stack` closes."""
+def hold_step1(stack: ExitStack, data_dir: Path, day: dt.date) -> int:
+    """Hold the day's step-1 lock until `stack` closes; returns its descriptor (for settle_step1)."""
     folder = day_folder(data_dir, day)
     folder.mkdir(parents=True, exist_ok=True)
     fd = _take(folder / STEP1_LOCK, EXCLUSIVE, 0, ["step 1"], f"step 1 of {day}")
-    if fd is not None:
-        stack.callback(os.close, fd)
+    assert fd is not None  # the runner holds the day's locks: no ancestor holds this one
+    stack.callback(os.close, fd)
+    return fd
 
 
-def wait_for_step1(data_dir: Path, day: dt.date) -> bool:
-    """Wait while an ancestor of this process (the runner of this job) runs step-1 jobs beside
-    it; True if there was such a wait. A lock anyone else holds is not waited for."""
-    path = day_folder(data_dir, day) / STEP1_LOCK
-    if not path.exists() or not _held_by_ancestor(path):
-        return False
-    fd = os.open(path, os.O_RDONLY)
+def settle_step1(fd: int, failed: list[str]) -> None:
+    """Write the verdict on the step-1 jobs beside the chain (the ones that did not succeed)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"owner": identity(os.getpid()), "settled": True, "failed": failed}).encode(), 0)
+
+
+def wait_for_step1(data_dir: Path, day: dt.date) -> list[str] | None:
+    """In a chain started beside step-1 jobs (STEP1_ENV names this process's runner, an
+    ancestor): wait until the runner settles them, and return the ones that did not succeed
+    (all of them if the verdict is missing or not the runner's). Elsewhere: None, at once."""
+    runner = os.environ.get(STEP1_ENV)
+    if not runner or runner not in ancestors():
+        return None
+    unknown = ["the step-1 jobs beside this run (their runner left no verdict)"]
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # the kernel frees it when the runner ends, however it ends
+        fd = os.open(day_folder(data_dir, day) / STEP1_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return unknown
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return unknown
+        print("waiting for the step-1 jobs beside this run", flush=True)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # released when the runner settles or ends, however it ends
+        try:
+            verdict = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
+        except ValueError:
+            return unknown
     finally:
         os.close(fd)
-    return True
+    if not isinstance(verdict, dict) or verdict.get("owner") != runner or verdict.get("settled") is not True:
+        return unknown
+    failed = verdict.get("failed")
+    return [str(step) for step in failed] if isinstance(failed, list) else unknown
 
 
 def acquire_project(stack: ExitStack, root: Path, step: str, day: dt.date, owner: int | None = None) -> list[int]:
@@ -114,7 +141,7 @@ def _take(
     path: Path, mode: str, wait_seconds: float, steps: list[str], busy: str, announce: bool = False, owner: int | None = None
 ) -> int | None:
     """The locked file descriptor, or None when an ancestor of this process holds the lock."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         flag = (fcntl.LOCK_EX if mode == EXCLUSIVE else fcntl.LOCK_SH) | fcntl.LOCK_NB
         deadline = time.monotonic() + wait_seconds

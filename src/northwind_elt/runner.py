@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from .causes import find_cause, strip_log_prefix
 from .console import StepResult
 from .errors import ConfigError
 from .ledger import Ledger, Run, identity
+from .registry import get
 from .settings import Settings, meltano_exe
 
 # lines of a Meltano run worth showing live (the full output is in the log file)
@@ -39,11 +40,13 @@ HEARTBEAT_SECONDS = float(os.environ.get("NWELT_HEARTBEAT_SECONDS") or 10)  # te
 # the Meltano jobs this process started and has not yet seen end: stopped with it (see stop_all)
 _children: set[subprocess.Popen[str]] = set()
 _children_lock = threading.Lock()
+_stopping = threading.Event()  # set by stop_all: a job started after it is killed at once
 
 
 def stop_all() -> None:
     """Kill the Meltano jobs this process runs (their guards then stop the plugins)."""
     with _children_lock:
+        _stopping.set()
         for child in list(_children):
             with suppress(ProcessLookupError):
                 child.kill()
@@ -86,11 +89,14 @@ def run_steps(
     ledger row, progress lines and result. Stops at the first failure, as Meltano does; returns
     the results up to the first step that did not succeed (whether it started or not).
     `announce`: a line when each step starts and when it ends (a backfill's days).
-    `step1_failed`: set when a step-1 job beside this chain failed (execute): a step that then
-    did not start is not reported."""
+    `step1_failed` (execute): this chain runs beside step-1 jobs; its load waits for them
+    (locks.wait_for_step1), and once the event is set (one failed), a later step that did not
+    start is not reported."""
     command = "meltano run " + " ".join(steps)
     follow = _Follower(settings, steps, day, quiet, command, announce)
     env = settings.meltano_env() | {"RUN_DATE": day.isoformat()}
+    if step1_failed is not None:
+        env[locks.STEP1_ENV] = identity(os.getpid())
     ledger = Ledger(settings.data_dir)
     try:
         process = subprocess.Popen(
@@ -118,6 +124,8 @@ def run_steps(
         owner = identity(process.pid)
         with _children_lock:
             _children.add(process)
+            if _stopping.is_set():  # stop_all ran while this job was starting
+                process.kill()
         try:
             code = follow.run(process, owner)
         except (OSError, ConfigError):  # a log cannot be written: stop the job (its guard cleans up)
@@ -135,7 +143,7 @@ def run_steps(
     results = []
     for step in steps:  # the ledger says which steps succeeded; the first other one failed
         run = ledger.of_owner(day, step, owner)
-        if run is None and step1_failed is not None and step1_failed.is_set():
+        if run is None and step1_failed is not None and step1_failed.is_set() and get(step).upstream:
             break  # not started because step 1 failed beside the chain: that failure is the report
         seconds, log_path = follow.seconds(step), follow.logs.get(step, follow.log_path)
         if run is not None and run.outcome == "succeeded":
@@ -326,16 +334,20 @@ def execute(
         if not beside:
             return run_steps(settings, chain, day, quiet, announce=whole_day)
         step1_failed = threading.Event()
-        # the step-1 lock is released before the pool waits for the chain, whatever happens
+        # the step-1 lock is settled and released before the pool waits for the chain, whatever
+        # happens: a job that raised or did not succeed is a failure, so load does not start
         with ThreadPoolExecutor(len(beside) + 1) as pool, ExitStack() as step1:
-            locks.hold_step1(step1, settings.data_dir, day)
-            side = [pool.submit(run_step, settings, step, day, quiet) for step in beside]
+            fd = locks.hold_step1(step1, settings.data_dir, day)
+            side = {step: pool.submit(run_step, settings, step, day, quiet) for step in beside}
             chained = pool.submit(run_steps, settings, chain, day, quiet, False, step1_failed)
             try:
-                side_results = [future.result() for future in side]
+                side_results = [future.result() for future in side.values()]
             finally:
-                if not all(future.exception() is None and future.result().ok for future in side):
+                wait(side.values())
+                failed = [step for step, future in side.items() if future.exception() is not None or not future.result().ok]
+                if failed:
                     step1_failed.set()
+                locks.settle_step1(fd, failed)
                 step1.close()  # the chain's load may open now
             chain_results = chained.result()
     return chain_results[:1] + side_results + (chain_results[1:] if not step1_failed.is_set() else [])

@@ -193,13 +193,10 @@ def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> s
     print(f"opening {step} for {day}", flush=True)
     owner = os.getppid()  # the `meltano run` process: the run lives as long as it does
     ledger = Ledger(settings.data_dir)
-    if upstream and locks.wait_for_step1(settings.data_dir, day):
-        # the runner ran the other step-1 jobs beside this one: if one failed, this step does not
-        # start (the runner reports that failure; no run of this step is recorded)
-        latest = ledger.latest(day)
-        failed = [u for u in upstream if u not in latest or latest[u].outcome != "succeeded"]
-        if failed:
-            raise GateError(f"{step} for {day} not started: {', '.join(failed)} did not succeed", [resume(failed[0], day)])
+    beside_failed = locks.wait_for_step1(settings.data_dir, day) if upstream else None
+    if beside_failed:  # a step-1 job beside this chain failed: this step does not start and records
+        # no run (the runner reports that failure); the gate below still checks the files
+        raise GateError(f"{step} for {day} not started: {', '.join(beside_failed)} did not succeed", [Fix(day=day)])
     with ExitStack() as stack:
         fds = locks.acquire_day(stack, settings.data_dir, day, [step], owner=owner)
         fds += locks.acquire_project(stack, settings.root, step, day, owner=owner)

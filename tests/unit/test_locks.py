@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +16,7 @@ import pytest
 
 from northwind_elt import locks
 from northwind_elt.errors import LockBusy
+from northwind_elt.ledger import identity
 
 DAY = dt.date(2024, 1, 1)
 
@@ -74,27 +77,54 @@ def test_a_lock_held_by_an_ancestor_covers_its_descendants(tmp_path: Path) -> No
     assert child.stdout.strip() == "3"  # on its own it takes postgres, csv and warehouse
 
 
-def test_the_chain_waits_for_its_own_runners_step1_lock_and_no_one_elses(tmp_path: Path) -> None:
-    """locks.wait_for_step1 (the chain's open-load in `make pipeline`): it waits while an ancestor
-    holds the day's step-1 lock, and returns at once when a stranger holds it."""
-    waiter = textwrap.dedent(f"""
-        import datetime as dt, time
+def _waiter(data_dir: Path, runner: str | None) -> subprocess.Popen[str]:
+    """A child (as the chain's open-load is, of nwelt) that calls wait_for_step1 and prints the
+    result and when it returned."""
+    code = textwrap.dedent(f"""
+        import datetime as dt, json, time
         from pathlib import Path
         from northwind_elt import locks
-        waited = locks.wait_for_step1(Path({str(tmp_path)!r}), dt.date(2024, 1, 1))
-        print(waited, time.time(), flush=True)
+        print(json.dumps([locks.wait_for_step1(Path({str(data_dir)!r}), dt.date(2024, 1, 1)), time.time()]), flush=True)
     """)
-    assert locks.wait_for_step1(tmp_path, DAY) is False  # no lock file yet
+    env = {k: v for k, v in os.environ.items() if k != locks.STEP1_ENV} | ({locks.STEP1_ENV: runner} if runner else {})
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _result(child: subprocess.Popen[str]) -> tuple[list[str] | None, float]:
+    out, _ = child.communicate(timeout=30)
+    verdict, at = json.loads(out.splitlines()[-1])
+    return verdict, at
+
+
+@pytest.mark.parametrize("failed", [[], ["extract-csv"]])
+def test_the_chain_waits_for_its_runners_verdict_on_step1(tmp_path: Path, failed: list[str]) -> None:
+    """locks.wait_for_step1 (the chain's open-load in `make pipeline`) waits while its runner (an
+    ancestor, named in the chain's environment) holds the day's step-1 lock, and returns the
+    step-1 jobs the runner says failed."""
     with contextlib.ExitStack() as stack:
-        locks.hold_step1(stack, tmp_path, DAY)  # this process: the ancestor of the waiter below
-        child = subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE, text=True)
+        fd = locks.hold_step1(stack, tmp_path, DAY)  # this process plays nwelt
+        child = _waiter(tmp_path, identity(os.getpid()))
         time.sleep(1.0)
         assert child.poll() is None  # still waiting
+        locks.settle_step1(fd, failed)
         released = time.time()
-    out, _ = child.communicate(timeout=30)
-    waited, at = out.split()
-    assert waited == "True" and float(at) >= released
+    verdict, at = _result(child)
+    assert verdict == failed and at >= released
 
+
+def test_no_verdict_means_load_does_not_start(tmp_path: Path) -> None:
+    """The runner released the lock without a verdict (it died): the waiter refuses."""
+    with contextlib.ExitStack() as stack:
+        locks.hold_step1(stack, tmp_path, DAY)
+        child = _waiter(tmp_path, identity(os.getpid()))
+        time.sleep(0.5)
+    verdict, _ = _result(child)
+    assert verdict and "no verdict" in verdict[0]
+
+
+def test_only_a_chain_its_runner_marked_ever_waits(tmp_path: Path) -> None:
+    """Without the marker (a plain `meltano run`, a stranger's lock), or with a marker naming a
+    process that is not an ancestor, nothing waits: the step goes on to its gate at once."""
     holder = textwrap.dedent(f"""
         import contextlib, datetime as dt, sys
         from pathlib import Path
@@ -107,8 +137,21 @@ def test_the_chain_waits_for_its_own_runners_step1_lock_and_no_one_elses(tmp_pat
     stranger = subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert stranger.stdout is not None and stranger.stdout.readline().strip() == "held"
-        started = time.monotonic()
-        assert locks.wait_for_step1(tmp_path, DAY) is False  # not an ancestor: not waited for
-        assert time.monotonic() - started < 1
+        for runner in (None, identity(stranger.pid)):
+            started = time.monotonic()
+            verdict, _ = _result(_waiter(tmp_path, runner))
+            assert verdict is None and time.monotonic() - started < 10
     finally:
         stranger.communicate("")
+
+
+def test_a_symlink_in_place_of_the_step1_lock_is_refused(tmp_path: Path) -> None:
+    folder = locks.day_folder(tmp_path, DAY)
+    folder.mkdir(parents=True)
+    (tmp_path / "elsewhere").write_text("{}")
+    (folder / locks.STEP1_LOCK).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError), contextlib.ExitStack() as stack:  # the runner never writes through it
+        locks.hold_step1(stack, tmp_path, DAY)
+    verdict, _ = _result(_waiter(tmp_path, identity(os.getpid())))
+    assert verdict and "no verdict" in verdict[0]
+    assert (tmp_path / "elsewhere").read_text() == "{}"
