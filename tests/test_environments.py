@@ -86,8 +86,9 @@ def test_make_with_external_servers_runs_meltano_in_prod(external: tuple[Project
     day = "2024-05-02"
     result = project.make("pipeline", f"DATE={day}", env={"NWELT_DB": "external"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    log = next((project.data_dir / "logs" / day).glob("load-*.log")).read_text()
-    assert "Environment 'prod' is active" in log
+    for job in ("extract-postgres", "extract-csv"):  # the two Meltano runs: the chain starts with extract-postgres
+        log = next((project.data_dir / "logs" / day).glob(f"{job}-*.log")).read_text()
+        assert "Environment 'prod' is active" in log
     exported = (project.data_dir / "output" / day / "orders_details.csv").read_text().count("\n") - 1
     assert exported > 0 and _mart_rows(port, project, day) == exported
 
