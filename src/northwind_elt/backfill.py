@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,12 +36,6 @@ def execute_days(settings: Settings, days: list[dt.date], wait_seconds: float = 
     """
     steps = registry.NAMES
     width = min(days_in_flight(), len(days))
-    stop = threading.Event()
-    results: dict[dt.date, list[StepResult]] = {}
-    done = {day: threading.Event() for day in days}
-    todo: queue.Queue[dt.date] = queue.Queue()
-    for day in days:
-        todo.put(day)
 
     def run(day: dt.date) -> list[StepResult]:
         try:
@@ -51,29 +43,11 @@ def execute_days(settings: Settings, days: list[dt.date], wait_seconds: float = 
         except LockBusy as exc:  # another run has this day: report it, go on with the others
             return [StepResult(steps[0], day, False, 0.0, cause=str(exc))]
 
-    def worker() -> None:
-        while not stop.is_set():
-            try:
-                day = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                results[day] = run(day)
-            finally:
-                done[day].set()
-
-    with ThreadPoolExecutor(width) as pool:
-        workers = [pool.submit(worker) for _ in range(width)]
+    with ThreadPoolExecutor(width) as pool:  # runs the days in order, `width` at a time
+        futures = [pool.submit(run, day) for day in days]
         try:
-            for day in days:
-                while not done[day].wait(1):
-                    for w in workers:
-                        exc = w.exception() if w.done() else None
-                        if exc is not None:
-                            raise exc from None
-                if day not in results:  # its worker raised
-                    for w in workers:
-                        w.result()
-                yield results[day]
-        finally:
-            stop.set()
+            for future in futures:
+                yield future.result()
+        finally:  # stopped (a signal, an error, the caller gone): no day that has not started starts
+            for future in futures:
+                future.cancel()

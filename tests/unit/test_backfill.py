@@ -16,35 +16,45 @@ from northwind_elt.errors import ConfigError
 DAYS = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(12)]
 
 
-@pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[dt.date]:
-    """Replace the run of a day with one that takes a while (later days are quicker)."""
-    days: list[dt.date] = []
-    lock = threading.Lock()
+class FakeDays:
+    """Stands in for the run of a day: takes a while, and counts the days running at once."""
 
-    def fake_execute(settings: object, day: dt.date, steps: list[str], *args: object, **kwargs: object) -> list[StepResult]:
-        with lock:
-            days.append(day)
-        time.sleep(0.3 if day.day % 2 else 0.1)
+    def __init__(self) -> None:
+        self.started: list[dt.date] = []
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, settings: object, day: dt.date, steps: list[str], *args: object, **kwargs: object) -> list[StepResult]:
+        with self.lock:
+            self.started.append(day)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.3 if day.day % 2 else 0.1)  # later days can finish first
+        with self.lock:
+            self.running -= 1
         return [StepResult(step, day, True, 0.1) for step in steps]
 
-    monkeypatch.setattr(backfill, "execute", fake_execute)
-    return days
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeDays:
+    fake = FakeDays()
+    monkeypatch.setattr(backfill, "execute", fake)
+    return fake
 
 
-def test_days_run_side_by_side_and_come_back_in_day_order(started: list[dt.date]) -> None:
-    began = time.monotonic()
+def test_days_run_side_by_side_and_come_back_in_day_order(fake: FakeDays) -> None:
     results = [r[0].day for r in backfill.execute_days(None, DAYS)]  # type: ignore[arg-type]
-    assert results == DAYS and sorted(started) == DAYS
-    assert time.monotonic() - began < 0.2 * len(DAYS)  # one at a time would take 2.4 s
+    assert results == DAYS and sorted(fake.started) == DAYS
+    assert fake.most == 2  # NWELT_BACKFILL_DAYS' default: two days at once, never more
 
 
-def test_a_stopped_backfill_starts_no_new_day(started: list[dt.date]) -> None:
+def test_a_stopped_backfill_starts_no_new_day(fake: FakeDays) -> None:
     days = backfill.execute_days(None, DAYS)  # type: ignore[arg-type]
     assert next(days)[0].day == DAYS[0]
-    days.close()  # what a signal or an error in the caller does
-    time.sleep(0.8)
-    assert len(started) <= 4, started
+    days.close()  # what a signal or an error in the caller does; returns once the days in flight end
+    started = list(fake.started)
+    time.sleep(0.5)
+    assert fake.started == started and len(started) <= 4, started
 
 
 @pytest.mark.parametrize("value", ["0", "abc", "-1", "9"])
