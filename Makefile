@@ -29,8 +29,7 @@ setup: $(SETUP_STAMP) ## create .venv, install pinned deps, meltano install (qui
 	@mkdir -p data/compose  # Docker Compose's data folder, yours before a container can make it root's
 
 $(SETUP_STAMP): requirements.txt pyproject.toml meltano.yml extract/*.meltano.yml load/*.meltano.yml transform/*.meltano.yml \
-                extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml load/target-jsonl-about/pyproject.toml \
-                src/northwind_elt/fast_exit.py
+                extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml load/target-jsonl-about/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==26.3
@@ -69,7 +68,7 @@ docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 808
 test: setup airflow-setup ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
 	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS" $(BIN)/python -m pytest
 
-test-unit: setup ## the quick tier: unit tests only, no database (under a minute)
+test-unit: setup airflow-setup ## the quick tier: unit tests (a throwaway PostgreSQL of their own, the DAG's import; under a minute)
 	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS" $(BIN)/python -m pytest -m "not e2e"
 
 LINT_STAMP := $(VENV)/.lint-setup-done

@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -103,18 +102,15 @@ def test_a_failed_extract_in_make_pipeline_stops_it_before_load(project: Project
     """`make pipeline` runs extract-csv beside `meltano run extract-postgres load …`: whichever
     extract fails, the other finishes, load never starts (no run recorded), and the failure names
     the extract."""
-    ledger = project.data_dir / "ledger.sqlite"
-    count = "select count(*) from runs where day = ? and step = 'load'"
-    with contextlib.closing(sqlite3.connect(ledger)) as conn:
-        loads = conn.execute(count, (DAY,)).fetchone()[0]
+    count = "select count(*) from ops.runs where day = %s and step = 'load'"
+    loads = project.sql(count, (DAY,))
     result = project.make("pipeline", f"DATE={DAY}", env={"NWELT_FAULT": fault})
     assert result.returncode != 0
     assert f"FAILED: step {step} for {DAY}" in result.stderr  # (d)
     other = "extract-csv" if step == "extract-postgres" else "extract-postgres"
     states = _status(project, DAY)
     assert states[step] == "failed" and states[other] == "succeeded", states  # (a)
-    with contextlib.closing(sqlite3.connect(ledger)) as conn:
-        assert conn.execute(count, (DAY,)).fetchone()[0] == loads
+    assert project.sql(count, (DAY,)) == loads
     assert not (project.data_dir / step.removeprefix("extract-") / "_manifests" / f"{DAY}.json").exists()  # (b)
     state = _day_state(project, DAY)
     assert all(state[part] == clean["day"][part] for part in ("raw", "mart", "output"))  # (b): nothing loaded
@@ -261,14 +257,16 @@ def test_full_disk_when_the_step_log_is_opened(project: Project, clean: dict[str
     assert _day_state(project, DAY) == clean["day"]
 
 
-def test_clear_errors_for_a_corrupt_ledger_a_data_dir_file_and_bad_dates(project: Project, tmp_path: Path) -> None:
-    broken = tmp_path / "data"
-    broken.mkdir()
-    (broken / "ledger.sqlite").write_bytes(b"this is not a database" * 100)
-    result = project.make("status", f"DATE={DAY}", env={"DATA_DIR": str(broken)})
+def test_clear_errors_for_a_damaged_ledger_a_data_dir_file_and_bad_dates(project: Project, tmp_path: Path) -> None:
+    before = project.sql("select count(*) from ops.runs")
+    project.sql("alter table ops.runs rename column outcome to outcome_damaged")  # changed by hand
+    try:
+        result = project.make("status", f"DATE={DAY}")
+    finally:
+        project.sql("alter table ops.runs rename column outcome_damaged to outcome")
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert f"LedgerError: the run ledger {broken / 'ledger.sqlite'} cannot be used" in result.stderr
-    assert f"mv {broken / 'ledger.sqlite'} {broken / 'ledger.sqlite'}.broken" in result.stderr
+    assert "LedgerError: the run ledger ops.runs on " in result.stderr and "it is kept as it is" in result.stderr
+    assert project.sql("select count(*) from ops.runs") == before  # never emptied
 
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("")

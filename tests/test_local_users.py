@@ -145,7 +145,7 @@ def _kill_mid_step(project: Project) -> list[Path]:
 
 def test_other_user_reads_no_secret(project: Project) -> None:
     settings = project.settings
-    project.make("pipeline", f"DATE={D1}", check=True)  # dbt's target/ and logs, step logs, ledger
+    project.make("pipeline", f"DATE={D1}", check=True)  # dbt's target/ and logs, step logs
     left = _kill_mid_step(project)
     assert any(settings.source.password in p.read_text() for p in left), "no config with the password was left"
     for path in left:
@@ -159,7 +159,7 @@ def test_other_user_reads_no_secret(project: Project) -> None:
     ]
     if (ROOT / ".airflow").exists():
         private.append(ROOT / ".airflow")
-    files = [ROOT / ".env", *left, *settings.data_dir.glob("ledger.sqlite*")]
+    files = [ROOT / ".env", *left]
     for folder in private:
         assert folder.is_dir(), folder
         files += [p for p in folder.rglob("*") if p.is_file() and "venv" not in p.parts][:3000]
@@ -168,5 +168,5 @@ def test_other_user_reads_no_secret(project: Project) -> None:
     assert readable.stdout.strip() == "", f"{OTHER} can read:\n{readable.stdout[:3000]}"
     for folder in private:  # nor list what is there
         assert as_other("/bin/ls", str(folder)).returncode != 0, f"{OTHER} can list {folder}"
-    for secret_file in [ROOT / ".env", *settings.data_dir.glob("ledger.sqlite*")]:
+    for secret_file in [ROOT / ".env"]:
         assert secret_file.stat().st_mode & 0o077 == 0, f"{secret_file} is readable by others"

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shlex
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -28,34 +27,28 @@ def done(project: Project) -> Project:
     return project
 
 
-def test_the_steps_after_step_1_run_in_one_meltano_job_each_with_its_own_log(done: Project) -> None:
-    """make pipeline starts Meltano twice, not five times: `meltano run extract-postgres load
-    transform export`, and extract-csv beside it; load opens only once both extracts ended. Each
-    step keeps its own ledger row and its own log."""
-    with sqlite3.connect(done.data_dir / "ledger.sqlite") as conn:
-        runs = {
-            step: (pid, started, ended)
-            for step, pid, started, ended in conn.execute(
-                "select step, pid, started_at, ended_at from runs r where day = ? "
-                "and started_at = (select max(started_at) from runs where day = r.day and step = r.step)",
-                (D1,),
-            ).fetchall()
-        }
-    owners = {step: run[0] for step, run in runs.items()}
-    assert owners["extract-postgres"] == owners["load"] == owners["transform"] == owners["export"]
-    assert owners["extract-csv"] != owners["load"]
+def test_each_step_is_its_own_meltano_run_with_its_own_log(done: Project) -> None:
+    """make pipeline: the two extract jobs side by side, then load, transform and export, each its
+    own `meltano run` (its own ledger row, owner and log); load opens once both extracts ended."""
+    rows = done.sql(
+        "select distinct on (step) step, owner_pid, started_at, ended_at, log_path from ops.runs"
+        " where day = %s order by step, started_at desc",
+        (D1,),
+    )
+    runs = {step: (owner, started, ended, log) for step, owner, started, ended, log in rows}
+    assert len({run[0] for run in runs.values()}) == 5  # five Meltano processes
     assert runs["load"][1] >= max(runs["extract-postgres"][2], runs["extract-csv"][2])  # load waited for both
-    chain = "meltano run extract-postgres load transform export"
-    for step, other in (("extract-postgres", "load"), ("load", "transform"), ("transform", "export"), ("export", "load")):
-        log = max((done.data_dir / "logs" / D1).glob(f"{step}-*.log"), key=lambda p: p.stat().st_mtime).read_text()
-        assert log.startswith(f"nwelt: {step} for {D1}: {chain}\n")
-        assert f"opening {step} for {D1}" in log and f"opening {other} for" not in log
-    assert "committed raw.orders" in max((done.data_dir / "logs" / D1).glob("load-*.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert runs["extract-csv"][1] < runs["extract-postgres"][2]  # the extracts overlapped
+    for step, (_, _, _, log_path) in runs.items():
+        log = Path(log_path).read_text()
+        assert log.startswith(f"nwelt: {step} for {D1}: meltano run {step}\n")
+        assert all(f"elt:open-{other}" not in log for other in runs if other != step)
+    assert "committed raw.orders" in Path(runs["load"][3]).read_text()
 
 
-def test_a_failure_inside_the_chain_names_its_step_and_keeps_the_steps_before(done: Project) -> None:
-    """export dies (SIGKILL) inside `meltano run load transform export`: load and transform are
-    recorded succeeded, export failed with its own log, and the resume command starts at export."""
+def test_a_failure_in_the_last_step_names_it_and_keeps_the_steps_before(done: Project) -> None:
+    """export dies (SIGKILL) in its close task: load and transform are recorded succeeded, export
+    failed with its own log, and the resume command starts at export."""
     day = "2024-01-09"
     result = done.make("pipeline", f"DATE={day}", env={"NWELT_FAULT": "export"})
     assert result.returncode != 0
@@ -63,7 +56,7 @@ def test_a_failure_inside_the_chain_names_its_step_and_keeps_the_steps_before(do
     states = dict(line.split()[:2] for line in done.make("status", f"DATE={day}").stdout.splitlines() if line.startswith("  "))
     assert states["load"] == states["transform"] == "succeeded" and states["export"] == "failed", states
     export_log = max((done.data_dir / "logs" / day).glob("export-*.log"), key=lambda p: p.stat().st_mtime).read_text()
-    assert f"opening export for {day}" in export_log and "Done. PASS=" not in export_log
+    assert "meltano run export" in export_log and "Done. PASS=" not in export_log
     done.make("export", f"DATE={day}", check=True)  # the resume command finishes the day
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
-import os
 import subprocess
 import sys
+import sysconfig
 import warnings
+from pathlib import Path
 
 from . import registry
 from . import settings as settings_mod
@@ -15,8 +17,10 @@ from .errors import ConfigError, LockBusy, NweltError
 from .settings import Settings, meltano_exe
 
 
-def _settings() -> Settings:
-    return settings_mod.load()
+def _settings(args: argparse.Namespace | None = None) -> Settings:
+    settings = settings_mod.load()
+    wait = getattr(args, "wait", None)
+    return settings if wait is None else dataclasses.replace(settings, lock_wait=wait)
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -33,32 +37,17 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def compile_plugins(settings: Settings) -> int:
-    """Ready every virtualenv of the project for quick starts and exits: its bytecode written, and
-    the fast-exit hook installed (fast_exit.py).
-
-    Meltano installs plugins with uv, which writes no bytecode, and where PYTHONDONTWRITEBYTECODE
-    is set Python never writes it either: every plugin start then compiles its imports from
-    source again. Compiling once here makes every run of every step start faster (figures in
-    docs/performance.md). Quick when already done.
-    """
-    import sysconfig
-
-    from . import fast_exit
-
-    folders = sorted(settings.root.glob(".meltano/*/*/venv"))
+    """Write the bytecode of every virtualenv of the project: Meltano installs plugins with uv,
+    which writes none, so every plugin start would compile its imports again (figures in
+    docs/performance.md). Quick when already done."""
+    folders = sorted(settings.root.glob(".meltano/*/*/venv/lib"))
     sources = [settings.root / "src", settings.root / "extract", settings.root / "load"]
-    for venv in folders:
-        python = venv / "bin" / "python"
-        lib = venv / "lib"
-        if python.exists() and lib.exists():
-            subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", str(lib)], stdout=subprocess.DEVNULL)
-            for site_packages in lib.glob("python3*/site-packages"):
-                fast_exit.install(str(site_packages))
-    if sys.prefix != sys.base_prefix:  # this virtualenv (Meltano's and nwelt's), never a system Python
-        fast_exit.install(sysconfig.get_paths()["purelib"])
-    # the editable packages (this package, the two taps) are imported by the plugins' Pythons
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *map(str, sources)], stdout=subprocess.DEVNULL)
-    print(f"compiled the bytecode of {len(folders)} plugin environments and installed their fast-exit hook")
+    site_packages = [p for lib in folders for p in lib.glob("python3*/site-packages")] + [Path(sysconfig.get_paths()["purelib"])]
+    for leftover in [p for folder in site_packages for p in folder.glob("nwelt_fast_exit.*")]:
+        leftover.unlink()  # an older version's start-up hook: nothing of ours changes a plugin's Python
+    for lib in [*folders, *sources]:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(lib)], stdout=subprocess.DEVNULL)
+    print(f"compiled the bytecode of {len(folders)} plugin environments")
     return 0
 
 
@@ -82,12 +71,12 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_task(args: argparse.Namespace) -> int:
     """Plumbing: the glue task that opens or closes a step's Meltano job."""
-    from . import console, guard, tasks
+    from . import console, runner, tasks
     from .errors import Fix
 
-    guard.die_with_parent()
+    runner.die_with_parent()
     settings = _settings()
-    raw = args.date or os.environ.get("RUN_DATE", "")
+    raw = args.date or settings_mod.run_date()
     if not raw.strip():
         raise ConfigError(f"RUN_DATE is not set: give the day, e.g. RUN_DATE=2024-01-01 meltano run {args.step}")
     day = settings_mod.parse_date(raw, name="RUN_DATE")
@@ -98,11 +87,11 @@ def cmd_task(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(settings: Settings, day: dt.date, steps: list[str], wait: float) -> int:
+def _run(settings: Settings, day: dt.date, steps: list[str]) -> int:
     from . import console, runner
 
     runner.install_signal_handlers()
-    results = runner.execute(settings, day, steps, wait_seconds=wait)
+    results = runner.execute(settings, day, steps)
     console.print_summary(results)
     failed = next((r for r in results if not r.ok), None)
     if failed:
@@ -112,25 +101,24 @@ def _run(settings: Settings, day: dt.date, steps: list[str], wait: float) -> int
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = _settings()
-    day = settings_mod.parse_date(args.date)
-    return _run(settings, day, [args.step], args.wait)
+    settings = _settings(args)
+    return _run(settings, settings_mod.parse_date(args.date), [args.step])
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = _settings(args)
     day = settings_mod.parse_date(args.date)
     steps = registry.downstream_of(args.from_step) if args.from_step else list(registry.NAMES)
     print(f"pipeline for {day}: {', '.join(steps)}")
-    return _run(settings, day, steps, args.wait)
+    return _run(settings, day, steps)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from . import console, runner
-    from .backfill import days_in_flight, execute_days
+    from .backfill import execute_days
     from .status import print_days
 
-    settings = _settings()
+    settings = _settings(args)
     if not args.start or not args.end:
         raise ConfigError("backfill needs START=YYYY-MM-DD and END=YYYY-MM-DD (START <= END)")
     start = settings_mod.parse_date(args.start, name="START")
@@ -139,8 +127,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise ConfigError(f"END={end} is before START={start}: backfill needs START <= END")
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     runner.install_signal_handlers()
-    print(f"backfill {start} .. {end}: {len(days)} days, {days_in_flight()} side by side, each in one meltano run of every step")
-    for results in execute_days(settings, days, args.wait):  # a failed day does not stop the others
+    print(f"backfill {start} .. {end}: {len(days)} days, {settings.backfill_days} side by side")
+    for results in execute_days(settings, days):  # a failed day does not stop the others
         failed = next((r for r in results if not r.ok), None)
         if failed:
             console.report_failure(failed)
@@ -153,12 +141,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = _settings()
     last = settings_mod.parse_date(args.date)
+    if settings.embedded:  # the ledger lives in the server: start it, as the steps do
+        from .database import EmbeddedPostgres
+
+        EmbeddedPostgres(settings).up(sync_passwords=False)
     return print_days(settings, days_ending(last, args.days))
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
     settings = _settings()
-    port = os.environ.get("DOCS_PORT") or settings.env.get("DOCS_PORT") or "8081"
+    port = str(settings.docs_port)
     env = settings.meltano_env() | {"RUN_DATE": dt.date.today().isoformat()}
     if settings.embedded:
         from .database import EmbeddedPostgres
@@ -208,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
 
     wait = argparse.ArgumentParser(add_help=False)
-    wait.add_argument("--wait", type=float, default=0, help="seconds to wait for a busy day (default: fail at once)")
+    wait.add_argument("--wait", type=float, default=None, help="seconds a step waits for a busy day (default: NWELT_LOCK_WAIT_SECONDS, 0)")
 
     run = sub.add_parser("run", parents=[wait], help="run one step for a day (ledger, lock, clear errors)")
     run.add_argument("step", choices=registry.NAMES)

@@ -10,13 +10,13 @@ runs as an unprivileged OS user, because initdb refuses root.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +136,7 @@ class EmbeddedPostgres:
             target = self.data / name
             if target.exists() and target.read_text() == text:
                 continue
-            tmp = target.with_name(f".{name}.tmp")
+            tmp = target.with_name(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
             tmp.write_text(text)
             tmp.chmod(0o600)
             self._chown(tmp)
@@ -206,11 +206,13 @@ class EmbeddedPostgres:
             self._as_server_user()
             ensure_prefix_permissions(self.home)
             self._chown(self.home)
-        shutil.rmtree(self.data, ignore_errors=True)
+        # initdb beside the data folder, renamed in when complete: a process starting the server at
+        # the same time finds no cluster or a whole one (the loser of the rename drops its copy)
+        building = self.home / f".data.{uuid.uuid4().hex[:8]}"
         result = self._run(
             "initdb",
             "-D",
-            str(self.data),
+            str(building),
             "-U",
             SUPERUSER,
             "--auth-local=peer",  # replaced at once by auth_files() (with the ident map)
@@ -219,7 +221,14 @@ class EmbeddedPostgres:
             "--locale=C.UTF-8",
         )
         if result.returncode != 0:
+            shutil.rmtree(building, ignore_errors=True)
             raise ConfigError(f"initdb failed in {self.data}: {result.stderr.strip()}")
+        if not (self.data / "PG_VERSION").exists():
+            shutil.rmtree(self.data, ignore_errors=True)  # a folder without a cluster (an older, interrupted init)
+        try:
+            os.rename(building, self.data)
+        except OSError:  # another process initialised it first
+            shutil.rmtree(building, ignore_errors=True)
 
     def start(self) -> None:
         if self.status().running:
@@ -230,7 +239,7 @@ class EmbeddedPostgres:
         self.secure()
         options = f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -c unix_socket_permissions=0700 -c fsync=on"
         result = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log), "-o", options)
-        if result.returncode != 0:
+        if result.returncode != 0 and not self.status().running:  # (running: another process started it)
             tail = self.log.read_text(errors="replace").strip().splitlines()[-5:] if self.log.exists() else []
             if any("Address already in use" in line for line in tail):
                 raise ConfigError(
@@ -257,14 +266,14 @@ class EmbeddedPostgres:
         `make db-up` also resets the roles' passwords to the configured ones (after editing
         .env); the steps do not, so a wrong password in a step's environment stays wrong."""
         self.home.mkdir(parents=True, exist_ok=True)
-        with (self.home / "up.lock").open("w") as lock:  # parallel steps start it only once
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self.init()
-            if self.secure() and self.status().running:  # e.g. a cluster made with `trust`
-                result = self._run("pg_ctl", "reload", "-D", str(self.data))
-                if result.returncode != 0:
-                    raise ConfigError(f"pg_ctl reload failed: {result.stderr.strip()}")
-            self.start()
+        self.init()
+        if self.secure() and self.status().running:  # e.g. a cluster made with `trust`
+            result = self._run("pg_ctl", "reload", "-D", str(self.data))
+            if result.returncode != 0:
+                raise ConfigError(f"pg_ctl reload failed: {result.stderr.strip()}")
+        self.start()
+        with self.admin() as lock:  # one provisioner at a time (parallel steps): a session lock
+            lock.execute("select pg_advisory_lock(hashtext('northwind-elt provision'))")
             self.provision(sync_passwords)
 
     # -- contents --------------------------------------------------------------------------

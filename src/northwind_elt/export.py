@@ -8,7 +8,7 @@ holds no timestamp, so two exports of the same mart day are byte-identical. Both
 written into a temporary folder that replaces the day's folder in one rename.
 
 Provenance: the export writes the mart rows of D only if the mart build of D recorded the
-checksum of this DATA_DIR's landed day (warehouse.landed_checksum: step 2 records it in raw._loads,
+checksum of this DATA_DIR's landed day (Landing.landed_checksum: step 2 records it in raw._loads,
 the mart build in marts._orders_details_builds); rows another DATA_DIR built in a shared
 warehouse, or rows of an older landing of D, are refused. The check and the rows are read in one
 REPEATABLE READ transaction, so they are of the same build. A proven build of zero rows is exported
@@ -32,10 +32,10 @@ from psycopg import sql
 
 from . import faults
 from .atomic import replace_dir
-from .errors import ExportError, Fix, LoadError, resume
-from .ledger import Ledger
+from .errors import ExportError, Fix, GateError, LoadError, resume
+from .landing import Landing
 from .settings import Settings
-from .warehouse import connect, landed_checksum
+from .warehouse import connect
 
 MART_SCHEMA = "marts"
 MART = "orders_details"
@@ -51,19 +51,23 @@ def _exists(conn: psycopg.Connection, table: str = MART) -> bool:
     return conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{table}",)).fetchone()[0] is not None  # type: ignore[index]
 
 
-def _build_record(conn: psycopg.Connection, day: dt.date) -> tuple[str | None, int, dt.datetime] | None:
-    """The transform's record of building `day` (landed checksum, rows, built_at), if any."""
+def _build_record(conn: psycopg.Connection, day: dt.date) -> tuple[str | None, int, dt.datetime, dt.datetime | None] | None:
+    """The transform's record of building `day` (landed checksum, rows, built_at, tested_at), if any."""
     if not _exists(conn) or not _exists(conn, BUILDS):
         return None
-    query = sql.SQL("select landed_sha256, rows, built_at from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, BUILDS))
-    return conn.execute(query, (day,)).fetchone()
+    query = sql.SQL("select landed_sha256, rows, built_at, tested_at from {} where snapshot_date = %s")
+    return conn.execute(query.format(sql.Identifier(MART_SCHEMA, BUILDS)), (day,)).fetchone()
 
 
-def built_at(settings: Settings, day: dt.date) -> dt.datetime | None:
-    """When the transform last built the mart's rows of `day`, if ever."""
+def mark_tested(settings: Settings, day: dt.date, since: dt.datetime) -> int | None:
+    """Record that the build of `day` made since `since` passed dbt's tests (the transform's close:
+    dbt's build ended without error); returns its rows, or None if no such build exists."""
     with connect(settings) as conn:
-        build = _build_record(conn, day)
-    return build[2] if build else None
+        if not _exists(conn, BUILDS):
+            return None
+        query = sql.SQL("update {} set tested_at = now() where snapshot_date = %s and built_at >= %s returning rows")
+        row = conn.execute(query.format(sql.Identifier(MART_SCHEMA, BUILDS)), (day, since)).fetchone()
+    return int(row[0]) if row else None
 
 
 def mart_rows(settings: Settings, day: dt.date) -> int:
@@ -108,9 +112,6 @@ def export(settings: Settings, day: dt.date) -> int:
         conn = connect(settings)
     except LoadError as exc:
         raise ExportError(exc.message, exc.fixes) from None
-    last = Ledger(settings.data_dir).latest(day).get("transform")
-    if last is not None and last.outcome != "succeeded":
-        raise ExportError(f"the last transform of {day} {last.outcome} (its rows are untested)", [resume("transform", day)])
     with conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # the proof and the rows: one snapshot
         _check_provenance(conn, settings, day)
@@ -132,16 +133,20 @@ def export(settings: Settings, day: dt.date) -> int:
 
 def _check_provenance(conn: psycopg.Connection, settings: Settings, day: dt.date) -> None:
     """Refuse unless the mart rows of `day` were built from this DATA_DIR's landed day."""
-    landed = landed_checksum(settings, day)
+    landed = Landing(settings.data_dir).landed_checksum(day)
     build = _build_record(conn, day)
     never_landed = f"{day} was never extracted into this DATA_DIR ({settings.data_dir})"
     if build is None:
-        if landed is None:
-            raise ExportError(f"the transform has not built {MART_SCHEMA}.{MART} for {day}: {never_landed}", [Fix(day=day)])
-        raise ExportError(f"the transform has not built {MART_SCHEMA}.{MART} for {day}", [resume("transform", day)])
+        fix = Fix(day=day) if landed is None else resume("transform", day)
+        raise GateError(f"export refuses to run for {day}: the transform of {day} has not run", [fix])
+    if build[3] is None:
+        raise GateError(
+            f"export refuses to run for {day}: the last build of {day} did not pass its tests (its rows are untested)",
+            [resume("transform", day)],
+        )
     if landed is None:
         raise ExportError(f"the warehouse's rows of {day} are not this DATA_DIR's: {never_landed}", [Fix(day=day)])
-    built_from, built_rows, _ = build
+    built_from, built_rows, _, _ = build
     if built_from != landed:
         raise ExportError(
             f"{MART_SCHEMA}.{MART} holds rows of {day} built from other landed files than this DATA_DIR's "

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import signal
 
+from .settings import fault
+
 
 def point(name: str, day: object = None) -> None:
     """Die here if NWELT_FAULT is `name` or `name@<day>` (to fail one day of a backfill)."""
-    if os.environ.get("NWELT_FAULT") in (name, f"{name}@{day}"):
+    if fault() in (name, f"{name}@{day}"):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -1,212 +1,170 @@
-"""One writer per day: advisory `flock` locks on what a step writes and reads.
+"""One writer per day: session-level advisory locks in the warehouse server.
 
-Day locks: each day has one lock file per resource (the postgres landing, the csv landing, the
-warehouse, the output). A step takes exclusive locks on what it writes and shared locks on what it
-reads (registry.Step.writes/reads), so the two extract tasks of a day run in parallel while two
-runs of one day never interleave: the second fails at once, naming the holder.
+A step takes, for its day, an exclusive lock on what it writes and a shared lock on what it
+reads (registry.Step.writes/reads): the two extracts of a day run side by side, while two runs
+of one day's step never interleave (the second fails at once, or waits `NWELT_LOCK_WAIT_SECONDS`).
+A step whose plugin keeps state in the checkout whatever the day (Meltano's catalog file,
+target-jsonl's staging folder, dbt's target/) also takes that checkout's lock of the plugin, and
+waits for it, so runs of other days fall in line behind it.
 
-Who holds them: `elt:open-<step>`, the first task of every step's Meltano job, takes the step's
-locks and hands them to the run's guard (guard.py), which holds them until the job ends. A
-`make pipeline` (nwelt) holds the locks of all its steps for the whole day first, so no other run
-slips in between its steps; a lock held by a process that is an ancestor of the open task (the
-nwelt that started this `meltano run`) covers it.
-
-Project locks: some state is shared by all days. Meltano keeps one catalog file per extractor
-(`.meltano/run/<tap>/tap.properties.json`) and dbt one `transform/target`, so two runs of the
-same plugin for different days would overwrite each other's. A step holds the lock of its
-plugin while it runs; runs for other days wait for it (and say so) instead of failing.
-
-The kernel releases a `flock` when its holder dies, even by SIGKILL, so a killed run never leaves
-a stale lock behind.
+`elt:open-<step>` cannot hold a session for the rest of its Meltano job (the next task starts
+when it exits), so it starts the holder, `python -m northwind_elt.locks`: a process that opens a
+session, takes the locks, reports, and then only waits. The holder ends, and the server drops
+its locks with its session, when `elt:close-<step>` terminates that session, when the
+`meltano run` owning the job ends without closing (a plugin failed, a kill: its pidfd), or when
+the holder itself is killed. No lock outlives its holder, whatever host it ran on.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
-import fcntl
-import json
+import hashlib
 import os
-import stat
+import select
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
-from pathlib import Path
+from contextlib import contextmanager
+from typing import Any
 
-from .errors import LockBusy
-from .ledger import alive, identity
-from .registry import EXCLUSIVE, get, locks_for
+import psycopg
 
-PROJECT_WAIT_SECONDS = 3600
+from .errors import LedgerError, LockBusy
+from .ledger import connect
+from .registry import SHARED, get
+from .settings import Settings
 
 
-def day_folder(data_dir: Path, day: dt.date) -> Path:
-    return data_dir / ".locks" / day.isoformat()
+def key(name: str) -> int:
+    """The advisory lock key (a signed bigint) of a lock name."""
+    return int.from_bytes(hashlib.sha256(f"northwind-elt {name}".encode()).digest()[:8], "big", signed=True)
+
+
+def wanted(settings: Settings, step: str, day: dt.date) -> list[tuple[str, str, bool]]:
+    """(name, mode, waits) of every lock `step` takes for `day`, in one fixed order (no deadlock)."""
+    names = [(f"{day} {resource}", mode, False) for resource, mode in sorted(get(step).locks().items())]
+    state = get(step).plugin_state
+    if state:  # local state of this checkout: named by host and folder
+        names.append((f"checkout {socket.gethostname()}:{settings.root} {state}", "exclusive", True))
+    return names
+
+
+def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
+    """Who holds lock `name`, as a person wants to read it."""
+    k = key(name)
+    row = conn.execute(
+        "select r.step, r.day, r.host, r.owner_pid, r.started_at from pg_locks l"
+        " join ops.runs r on r.holder_pid = l.pid and r.outcome = 'running'"
+        " where l.locktype = 'advisory' and l.objsubid = 1 and l.classid = %s::bigint::oid and l.objid = %s::bigint::oid"
+        " and l.granted order by r.started_at desc limit 1",
+        ((k >> 32) & 0xFFFFFFFF, k & 0xFFFFFFFF),
+    ).fetchone()
+    if row is None:
+        return "another run (a `make pipeline` or backfill of the day?)"
+    step, day, host, pid, started = row
+    return f"{step} for {day} (meltano run pid {pid} on {host}, since {started:%H:%M:%S})"
+
+
+def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, busy: str) -> None:
+    """Take lock `name` in this session, waiting up to `wait` seconds (and saying so once)."""
+    function = "pg_try_advisory_lock_shared" if mode == SHARED else "pg_try_advisory_lock"
+    deadline = time.monotonic() + wait
+    said = False
+    while conn.execute(f"select {function}(%s)", (key(name),)).fetchone() != (True,):
+        if time.monotonic() >= deadline:
+            raise LockBusy(f"{busy} is held by {_holder_of(conn, name)}; wait for it to finish and rerun")
+        if not said:
+            print(f"waiting {busy} is in use by {_holder_of(conn, name)}", flush=True)
+            said = True
+        time.sleep(0.2)
+
+
+def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date) -> None:
+    """Take every lock of `step` for `day` in this session, or raise LockBusy."""
+    for name, mode, waits in wanted(settings, step, day):
+        _acquire(conn, name, mode, 3600 if waits else settings.lock_wait, f"{step} for {day} is busy: {name}")
 
 
 @contextmanager
-def hold(data_dir: Path, day: dt.date, steps: list[str], wait_seconds: float = 0) -> Iterator[list[int]]:
-    """Hold the day locks of `steps` for `day` in this process; yields the file descriptors."""
-    with ExitStack() as stack:
-        yield acquire_day(stack, data_dir, day, steps, wait_seconds)
+def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
+    """Hold day D for a run of several steps (`make pipeline`, a backfill's day) in this process's
+    own session: a second such run of D is refused (or waits), not interleaved step by step."""
+    with connect(settings) as conn:
+        _acquire(conn, f"{day} whole day", "exclusive", settings.lock_wait, f"day {day} is busy: the day")
+        yield
 
 
-def acquire_day(
-    stack: ExitStack, data_dir: Path, day: dt.date, steps: list[str], wait_seconds: float = 0, owner: int | None = None
-) -> list[int]:
-    """Take the day locks of `steps` (closed with `stack`); a lock an ancestor holds is skipped.
-
-    `owner`: the process named as the holder (default: this one; the open task names the
-    `meltano run` process, whose life the lock follows)."""
-    folder = day_folder(data_dir, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    fds = []
-    for resource, mode in sorted(locks_for(steps).items()):  # fixed order: no deadlock
-        fd = _take(folder / f"{resource}.lock", mode, wait_seconds, steps, f"day {day} is busy: {resource} of {day}", owner=owner)
-        if fd is not None:
-            stack.callback(os.close, fd)
-            fds.append(fd)
-    return fds
-
-
-# `make pipeline` runs the step-1 jobs other than the first extract beside the `meltano run` that
-# chains that extract with the later steps (runner.execute). While they run, the runner holds this
-# day's step-1 lock; when they end it writes its verdict into the lock file and releases it. The
-# chain, and only the chain, carries the runner's identity in STEP1_ENV: its load's open task
-# waits for the lock and starts only on a verdict of success written by that runner.
-STEP1_LOCK = "step1-beside.lock"
-STEP1_ENV = "NWELT_STEP1_RUNNER"
-
-
-def hold_step1(stack: ExitStack, data_dir: Path, day: dt.date) -> int:
-    """Hold the day's step-1 lock until `stack` closes; returns its descriptor (for settle_step1)."""
-    folder = day_folder(data_dir, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = _take(folder / STEP1_LOCK, EXCLUSIVE, 0, ["step 1"], f"step 1 of {day}")
-    assert fd is not None  # the runner holds the day's locks: no ancestor holds this one
-    stack.callback(os.close, fd)
-    return fd
-
-
-def settle_step1(fd: int, failed: list[str]) -> None:
-    """Write the verdict on the step-1 jobs beside the chain (the ones that did not succeed)."""
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps({"owner": identity(os.getpid()), "settled": True, "failed": failed}).encode(), 0)
-
-
-def wait_for_step1(data_dir: Path, day: dt.date) -> list[str] | None:
-    """In a chain started beside step-1 jobs (STEP1_ENV names this process's runner, an
-    ancestor): wait until the runner settles them, and return the ones that did not succeed
-    (all of them if the verdict is missing or not the runner's). Elsewhere: None, at once."""
-    runner = os.environ.get(STEP1_ENV)
-    if not runner or runner not in ancestors():
-        return None
-    unknown = ["the step-1 jobs beside this run (their runner left no verdict)"]
+def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) -> tuple[int, dt.datetime]:
+    """Start the holder of `step`'s locks for `day`, living as long as process `owner_pid` does at
+    most; returns its session (server pid, backend start) once it holds them."""
+    owner = os.pidfd_open(owner_pid)
     try:
-        fd = os.open(day_folder(data_dir, day) / STEP1_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return unknown
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return unknown
-        print("waiting for the step-1 jobs beside this run", flush=True)
-        fcntl.flock(fd, fcntl.LOCK_SH)  # released when the runner settles or ends, however it ends
-        try:
-            verdict = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
-        except ValueError:
-            return unknown
+        process = subprocess.Popen(
+            [sys.executable, "-m", "northwind_elt.locks", step, day.isoformat(), str(owner)],
+            pass_fds=(owner,),
+            start_new_session=True,  # a Ctrl-C of the job's process group does not reach it
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
     finally:
-        os.close(fd)
-    if not isinstance(verdict, dict) or verdict.get("owner") != runner or verdict.get("settled") is not True:
-        return unknown
-    failed = verdict.get("failed")
-    return [str(step) for step in failed] if isinstance(failed, list) else unknown
+        os.close(owner)
+    assert process.stdout is not None
+    with process.stdout:
+        for line in process.stdout:
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "waiting":
+                print(f"  waiting: {rest}", flush=True)
+            elif kind == "held":
+                pid, start = rest.split(" ", 1)
+                process.returncode = 0  # it runs on, detached, until the step closes or its job ends
+                return int(pid), dt.datetime.fromisoformat(start)
+            else:
+                process.wait()
+                raise (LockBusy if kind == "busy" else LedgerError)(rest)
+    process.wait()
+    raise LedgerError(f"the lock holder of {step} for {day} ended before it held the locks (exit {process.returncode})")
 
 
-def acquire_project(stack: ExitStack, root: Path, step: str, day: dt.date, owner: int | None = None) -> list[int]:
-    """Take the project-wide lock of `step`'s plugin, waiting (and saying so) for other days' runs."""
-    resource = get(step).plugin_state
-    if resource is None:
-        return []
-    folder = root / ".meltano" / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    what = f"{step} for {day} waited too long: the project's {resource} state"
-    fd = _take(folder / f"{resource}.lock", EXCLUSIVE, PROJECT_WAIT_SECONDS, [f"{step} {day}"], what, True, owner)
-    if fd is None:
-        return []
-    stack.callback(os.close, fd)
-    return [fd]
+def release(settings: Settings, holder_pid: int) -> None:
+    """End the holder's session: the server drops its locks before this returns."""
+    with connect(settings) as conn:
+        conn.execute("select pg_terminate_backend(%s, 10000)", (holder_pid,))
 
 
-def _take(
-    path: Path, mode: str, wait_seconds: float, steps: list[str], busy: str, announce: bool = False, owner: int | None = None
-) -> int | None:
-    """The locked file descriptor, or None when an ancestor of this process holds the lock."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+def main(argv: list[str] | None = None) -> int:
+    """The holder: take the locks, say so on stdout, wait for the owner or the session to end."""
+    from . import settings as settings_mod
+
+    parser = argparse.ArgumentParser(prog="python -m northwind_elt.locks")
+    parser.add_argument("step")
+    parser.add_argument("day", type=dt.date.fromisoformat)
+    parser.add_argument("owner_fd", type=int)
+    args = parser.parse_args(argv)
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     try:
-        flag = (fcntl.LOCK_EX if mode == EXCLUSIVE else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(fd, flag)
-                break
-            except BlockingIOError:
-                if _held_by_ancestor(path):
-                    os.close(fd)
-                    return None
-                if time.monotonic() >= deadline:
-                    raise LockBusy(f"{busy} is held by {_holder(path)}; wait for it to finish and rerun") from None
-                if announce:
-                    print(f"  waiting: {path.stem} is in use by {_holder(path)}", flush=True)
-                    announce = False
-                time.sleep(0.1)
-        if mode == EXCLUSIVE:
-            pid = owner or os.getpid()
-            holder = {
-                "pid": pid,
-                "owner": identity(pid),
-                "steps": steps,
-                "since": dt.datetime.now().isoformat(timespec="seconds"),
-            }
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder).encode(), 0)
-        return fd
-    except BaseException:
-        with suppress(OSError):
-            os.close(fd)
-        raise
+        settings = settings_mod.load()
+        conn = connect(settings)
+        take(conn, settings, args.step, args.day)
+        pid, start = conn.execute("select pid, backend_start from pg_stat_activity where pid = pg_backend_pid()").fetchone()  # type: ignore[misc]
+    except LockBusy as exc:
+        print(f"busy {exc.message}", flush=True)
+        return 1
+    except Exception as exc:  # reported by the open task, in one line
+        print(f"error {getattr(exc, 'message', None) or f'{type(exc).__name__}: {exc}'}", flush=True)
+        return 1
+    print(f"held {pid} {start.isoformat()}", flush=True)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the open task has read all it needs and exits
+    select.select([args.owner_fd, conn.fileno()], [], [])  # the job ended, or the session did
+    return 0
 
 
-def _read_holder(path: Path) -> dict[str, object]:
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def ancestors() -> set[str]:
-    """identity() of every ancestor process of this one."""
-    found = set()
-    pid = os.getppid()
-    while pid > 1:
-        found.add(identity(pid))
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            break
-        pid = int(stat[1])
-    return found
-
-
-def _held_by_ancestor(path: Path) -> bool:
-    owner = _read_holder(path).get("owner")
-    return isinstance(owner, str) and owner in ancestors()
-
-
-def _holder(path: Path) -> str:
-    info = _read_holder(path)
-    owner = info.get("owner")
-    if not info or (isinstance(owner, str) and not alive(owner)):  # the writer left; a reader holds it now
-        return "another run that reads it (make status shows which)"
-    steps = info.get("steps")
-    return f"pid {info.get('pid')} running {', '.join(steps) if isinstance(steps, list) else steps} since {info.get('since')}"
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,8 +6,8 @@ Two layers, both set here and nowhere else:
   runs with umask 077, so whatever it creates is private to the user from its first byte,
   including files a SIGKILL leaves behind;
 - the folders where tools write secrets or run details (Meltano's generated plugin configs,
-  dbt's target/ and logs/, Airflow's home, the step logs) are made 0700, and `.env`, the
-  ledger and the server log 0600. This also covers files written by a tool started outside
+  dbt's target/ and logs/, Airflow's home, the step logs) are made 0700, and `.env` and the
+  server log 0600. This also covers files written by a tool started outside
   `nwelt` (a plain `meltano run`) and files left by an older version of the project.
 """
 
@@ -41,14 +41,8 @@ def private_dirs(settings: Settings) -> list[Path]:
 
 
 def private_files(settings: Settings) -> list[Path]:
-    """Files that hold secrets or run details: 0600 when they exist."""
-    ledger = settings.data_dir / "ledger.sqlite"
-    return [
-        settings.root / ".env",
-        ledger,
-        ledger.with_name(ledger.name + "-wal"),
-        ledger.with_name(ledger.name + "-shm"),
-    ]
+    """Files that hold secrets: 0600 when they exist."""
+    return [settings.root / ".env"]
 
 
 def _private(path: Path, mode: int) -> None:

@@ -71,6 +71,11 @@ class Settings:
     source: PgConn
     warehouse: PgConn
     env: dict[str, str]
+    lock_wait: float = 0.0  # seconds a step waits for a busy day (NWELT_LOCK_WAIT_SECONDS)
+    heartbeat_seconds: float = 10.0  # a line at least this often while a step runs (NWELT_HEARTBEAT_SECONDS)
+    backfill_days: int = 2  # days a backfill runs side by side (NWELT_BACKFILL_DAYS)
+    docs_port: int = 8081  # the dbt docs site's port (DOCS_PORT)
+    shared_dir: Path = ROOT.parent / "shared" / "northwind"  # the challenge's files beside the repo (NORTHWIND_SHARED_DIR)
 
     @property
     def embedded(self) -> bool:
@@ -106,6 +111,7 @@ class Settings:
                 "WAREHOUSE_PG_USER": self.warehouse.user,
                 "WAREHOUSE_PG_PASSWORD": self.warehouse.password,
                 "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+                "NWELT_LOCK_WAIT_SECONDS": str(self.lock_wait),
             }
         )
         return env
@@ -130,6 +136,18 @@ def load(root: Path = ROOT) -> Settings:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{name}={raw!r} is not a port number: set it to an integer in .env") from None
+
+    def number(name: str, default: float, low: float, high: float, kind: type = float) -> float:
+        raw = get(name, str(default))
+        try:
+            value = kind(raw)
+            if not low <= value <= high:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"{name}={raw!r} is not a number from {low:g} to {high:g}: fix or unset it (.env or the environment)"
+            ) from None
+        return float(value)
 
     data_dir = Path(get("DATA_DIR", "data"))
     data_dir = data_dir if data_dir.is_absolute() else root / data_dir
@@ -166,7 +184,22 @@ def load(root: Path = ROOT) -> Settings:
         source=conn("SOURCE", "northwind", "northwind_reader"),
         warehouse=conn("WAREHOUSE", "warehouse", "warehouse_loader"),
         env={k: v for k, v in env.items() if k.isupper()},
+        lock_wait=number("NWELT_LOCK_WAIT_SECONDS", 0, 0, 86400),
+        heartbeat_seconds=number("NWELT_HEARTBEAT_SECONDS", 10, 0.1, 3600),
+        backfill_days=int(number("NWELT_BACKFILL_DAYS", 2, 1, 8, int)),
+        docs_port=int(number("DOCS_PORT", 8081, 1, 65535, int)),
+        shared_dir=Path(get("NORTHWIND_SHARED_DIR", str(root.parent / "shared" / "northwind"))),
     )
+
+
+def fault() -> str:
+    """NWELT_FAULT: the fault-injection point the reliability tests arm (faults.py)."""
+    return os.environ.get("NWELT_FAULT", "")
+
+
+def run_date() -> str:
+    """RUN_DATE: the day of a Meltano job (its glue tasks read it)."""
+    return os.environ.get("RUN_DATE", "")
 
 
 def parse_date(raw: str | None, today: dt.date | None = None, name: str = "DATE") -> dt.date:

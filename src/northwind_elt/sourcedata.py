@@ -35,7 +35,7 @@ def sha256_of(path: Path) -> str:
 
 
 def shared_dir(settings: Settings) -> Path:
-    return Path(os.environ.get("NORTHWIND_SHARED_DIR", settings.root.parent / "shared" / "northwind"))
+    return settings.shared_dir
 
 
 def _public(path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`make status`: what the ledger says about a day, and the commands that finish it."""
+"""`make status`: what the ledger (ops.runs, in the warehouse server) says about a day, and the
+commands that finish it. Every checkout and host that shares the warehouse shows the same."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def days_ending(last: dt.date, count: int) -> list[dt.date]:
 
 
 def print_days(settings: Settings, days: list[dt.date]) -> int:
-    ledger = Ledger(settings.data_dir)
+    ledger = Ledger(settings)
     complete = True
     for day in days:
         ok, lines = report(ledger.latest(day), day)

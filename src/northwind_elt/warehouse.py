@@ -53,11 +53,6 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[Column]:
     return [Column(name, type_) for name, type_ in rows]
 
 
-def landed_checksum(settings: Settings, day: dt.date) -> str | None:
-    """The checksum of this DATA_DIR's landed day (Landing.landed_checksum)."""
-    return Landing(settings.data_dir).landed_checksum(day)
-
-
 def loaded_checksum(settings: Settings, day: dt.date) -> str | None:
     """The landed checksum the raw layer's rows of `day` were loaded from (raw._loads), if any."""
     with connect(settings) as conn:
@@ -69,10 +64,9 @@ def loaded_checksum(settings: Settings, day: dt.date) -> str | None:
     return row[0] if row is not None and row[1] == 1 else None
 
 
-def prepare(settings: Settings, day: dt.date) -> None:
-    """Run the gate, then drop every load schema left over by failed or interrupted loads (loads
-    run one at a time: the open task holds tap-landing's project lock)."""
-    Landing(settings.data_dir).check_day(day)
+def drop_load_schemas(settings: Settings) -> None:
+    """Drop every load schema left by failed or killed loads (loads run one at a time: the open
+    task holds tap-landing's lock)."""
     with connect(settings) as conn:
         leftovers = conn.execute(
             "select nspname from pg_namespace where nspname ~ '^load_[0-9]{8}$' and pg_has_role(nspowner, 'USAGE')"
@@ -81,19 +75,14 @@ def prepare(settings: Settings, day: dt.date) -> None:
             conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(name)))
 
 
-def drop_load_schema(settings: Settings, day: dt.date) -> None:
-    """Drop the load schema of `day` (a load that ended without committing)."""
-    with connect(settings) as conn:
-        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(load_schema_name(day))))
+def commit(settings: Settings, day: dt.date, landed: str | None) -> dict[str, int]:
+    """Swap the day's load schema into the raw layer in one transaction; returns rows per table.
 
-
-def commit(settings: Settings, day: dt.date) -> dict[str, int]:
-    """Swap the day's load schema into the raw layer in one transaction; returns rows per table."""
+    `landed`: the landed day's checksum when the load's gate verified it (the open task)."""
     landing = Landing(settings.data_dir)
-    landed = landed_checksum(settings, day)
-    expected = landing.check_day(day)
-    if landed is None or landed != landed_checksum(settings, day):
+    if not landed or landed != landing.landed_checksum(day):
         raise LoadError(f"the landed files of {day} changed while the load ran", [rerun("load", day)])
+    expected = landing.check_day(day, verify=False)  # verified once, by the gate; the markers' rows here
     load = load_schema_name(day)
     counts: dict[str, int] = {}
     with connect(settings) as conn, conn.transaction():

@@ -6,14 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from northwind_elt import backfill
+from northwind_elt import settings as settings_mod
 from northwind_elt.console import StepResult
 from northwind_elt.errors import ConfigError
 
 DAYS = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(12)]
+SETTINGS = SimpleNamespace(backfill_days=2)
 
 
 class FakeDays:
@@ -43,13 +46,13 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeDays:
 
 
 def test_days_run_side_by_side_and_come_back_in_day_order(fake: FakeDays) -> None:
-    results = [r[0].day for r in backfill.execute_days(None, DAYS)]  # type: ignore[arg-type]
+    results = [r[0].day for r in backfill.execute_days(SETTINGS, DAYS)]  # type: ignore[arg-type]
     assert results == DAYS and sorted(fake.started) == DAYS
     assert fake.most == 2  # NWELT_BACKFILL_DAYS' default: two days at once, never more
 
 
 def test_a_stopped_backfill_starts_no_new_day(fake: FakeDays) -> None:
-    days = backfill.execute_days(None, DAYS)  # type: ignore[arg-type]
+    days = backfill.execute_days(SETTINGS, DAYS)  # type: ignore[arg-type]
     assert next(days)[0].day == DAYS[0]
     days.close()  # what a signal or an error in the caller does; returns once the days in flight end
     started = list(fake.started)
@@ -61,4 +64,4 @@ def test_a_stopped_backfill_starts_no_new_day(fake: FakeDays) -> None:
 def test_a_bad_number_of_days_is_a_config_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("NWELT_BACKFILL_DAYS", value)
     with pytest.raises(ConfigError, match="NWELT_BACKFILL_DAYS"):
-        backfill.days_in_flight()
+        settings_mod.load()

@@ -36,6 +36,12 @@ TestTapLandingStandard = get_tap_test_class(
 
 
 # --- helpers -------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _project_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tap cuts its chunks into <project root>/.meltano/staging (Meltano sets the root)."""
+    monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(tmp_path))
+
+
 def sync(capsys: pytest.CaptureFixture[str], data_dir: Path, batch_rows: int) -> list[dict[str, Any]]:
     """Run the tap in process; its Singer messages."""
     capsys.readouterr()
@@ -73,7 +79,7 @@ def test_a_big_table_is_cut_into_chunks_byte_for_byte(tmp_path: Path, capsys: py
     landed = landing.records_file(CSV, "order_details", DAY).read_bytes()
     assert [len(c.read_bytes().splitlines()) for c in chunks] == [4, 4, 3]
     assert b"".join(c.read_bytes() for c in chunks) == landed  # never parsed, never rewritten
-    assert all(c.parent.is_relative_to(tmp_path / ".staging" / "tap_landing" / DAY.isoformat()) for c in chunks)
+    assert all(c.parent.is_relative_to(tmp_path / ".meltano" / "staging" / "tap_landing" / DAY.isoformat()) for c in chunks)
     # a table within batch_rows is referenced where it landed, not copied
     assert batch_files(messages, ORDERS) == [landing.records_file(POSTGRES, "orders", DAY)]
     # an empty table sends its schema and no batch
@@ -99,14 +105,26 @@ def test_batch_rows_zero_replays_record_messages(tmp_path: Path, capsys: pytest.
     assert records(messages, LINES) == replayed_lines(landing)
 
 
-def test_a_data_dir_needing_url_escaping_falls_back_to_record_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data_dir = tmp_path / "my data #1"
-    landing = land_day(data_dir, order_count=3, line_count=11)
-    messages = sync(capsys, data_dir, batch_rows=4)
+def test_a_project_folder_needing_url_escaping_falls_back_to_record_messages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "my project #1"  # where the chunks would be cut
+    monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(root))
+    landing = land_day(tmp_path / "data", order_count=3, line_count=11)
+    messages = sync(capsys, tmp_path / "data", batch_rows=4)
     assert not any(m["type"] == "BATCH" for m in messages)
     assert records(messages, LINES) == replayed_lines(landing)
     assert len(records(messages, ORDERS)) == 3
-    assert not (data_dir / ".staging" / "tap_landing").exists()  # nothing cut
+    assert not (root / ".meltano" / "staging" / "tap_landing").exists()  # nothing cut
+
+
+def test_a_data_dir_needing_url_escaping_is_replayed_from_chunks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "my data #1"
+    landing = land_day(data_dir, order_count=3, line_count=11)
+    messages = sync(capsys, data_dir, batch_rows=4)
+    chunks = batch_files(messages, ORDERS)  # small enough to be referenced, but its URL would break: copied
+    assert [c.read_bytes() for c in chunks] == [landing.records_file(POSTGRES, "orders", DAY).read_bytes()]
+    assert all(" " not in str(c) for c in chunks)
 
 
 def test_numbers_keep_their_exact_decimal_text_in_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,8 @@
       landed day the raw rows came from (raw._loads.landed_sha256, written by step 2 from the task
       markers of its DATA_DIR) and the number of mart rows, into marts._orders_details_builds.
       The export compares it with its own DATA_DIR's markers and refuses rows built from other
-      files. Provenance lives in this side table, so the mart's columns (and the exported files)
+      files. `tested_at` stays empty until `elt:close-transform` sets it: dbt's tests of the day
+      passed, and only then does the export take the day. Provenance lives in this side table, so the mart's columns (and the exported files)
       do not change.
 
     `raw` is the schema of the raw layer (src/northwind_elt/warehouse.py: RAW, and __sources.yml).
@@ -30,8 +31,10 @@
         snapshot_date date primary key,
         landed_sha256 text,
         rows bigint not null,
-        built_at timestamptz not null default now()
+        built_at timestamptz not null default now(),
+        tested_at timestamptz
     );
+    alter table {{ mart_builds_relation() }} add column if not exists tested_at timestamptz;
     {% if is_incremental() -%}
         delete from {{ this }} where snapshot_date = {{ run_date_literal() }};
     {%- endif %}
@@ -47,5 +50,5 @@
            from raw._loads where snapshot_date = {{ run_date_literal() }}),
         (select count(*) from {{ this }} where snapshot_date = {{ run_date_literal() }})
     on conflict (snapshot_date) do update
-        set landed_sha256 = excluded.landed_sha256, rows = excluded.rows, built_at = now();
+        set landed_sha256 = excluded.landed_sha256, rows = excluded.rows, built_at = now(), tested_at = null;
 {%- endmacro %}

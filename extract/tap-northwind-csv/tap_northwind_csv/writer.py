@@ -21,7 +21,8 @@ import sys
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.singerlib.encoding.simple import Message, SchemaMessage, SingerMessageType
+from singer_sdk.singerlib import SingerMessageType
+from singer_sdk.singerlib.encoding.simple import Message, SchemaMessage
 
 BUFFER_BYTES = 1 << 20
 
@@ -61,7 +62,7 @@ def lean(message: Message) -> Message:
     if message.type == SingerMessageType.RECORD:
         message.time_extracted = None  # type: ignore[attr-defined]
     elif isinstance(message, SchemaMessage):
-        untyped = {name: {} for name in message.schema.get("properties", {})}
+        untyped: dict[str, dict[str, t.Any]] = {name: {} for name in message.schema.get("properties", {})}
         message = SchemaMessage(
             message.stream, {"type": "object", "properties": untyped}, message.key_properties, message.bookmark_properties
         )
@@ -73,7 +74,7 @@ def _write_all(out: t.BinaryIO, data: bytearray) -> None:
     write() may take only part of a large block (a pipe that is full, a signal): loop."""
     view = memoryview(data)
     while view:
-        written = out.write(view)
+        written = t.cast("int | None", out.write(view))
         if written is None:  # a non-blocking pipe that is full: wait until it can take more
             select.select([], [out], [])
             continue

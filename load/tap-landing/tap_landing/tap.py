@@ -9,7 +9,7 @@ With `batch_rows` > 0 (the project's setting) the tap emits Singer SDK BATCH mes
 one RECORD message per row: each points at an uncompressed JSONL file of at most `batch_rows`
 records (`file://` URL), which the target reads itself. A landed file that small is referenced
 directly; a bigger one (or one whose path needs URL escaping) is cut, byte for byte and never
-parsed, into chunk files under DATA_DIR/.staging/tap_landing/{D}/{hash of the table}/ (the target
+parsed, into chunk files under .meltano/staging/tap_landing/{D}/{hash of the table}/ (the target
 reads a whole batch file into memory, so the chunk size bounds its memory; `elt:close-load`
 removes them). The files hold the landed records as they are, so values keep their exact decimal
 text (target-postgres parses numbers as Decimal). The stream schema declares decimal (`number`)
@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ class LandedStream(Stream):
         self.rows = rows
         # a name without spaces or quotes: the SDK re-encodes batch URLs and cannot open such paths
         safe = hashlib.sha1(table.encode()).hexdigest()[:12]
-        self.chunk_dir = landing.data_dir / ".staging" / "tap_landing" / day.isoformat() / safe
+        self.chunk_dir = landing.staging_root / "tap_landing" / day.isoformat() / safe
         # decimals declared as strings: target-postgres COPYs text exactly (warehouse.commit casts back)
         super().__init__(tap, schema=load_stream_schema(stored["schema"]), name=f"{load_schema_name(day)}-{table}")
         self.primary_keys = [load_column_name(name) for name in stored["key_properties"]]
@@ -61,7 +61,7 @@ class LandedStream(Stream):
         # renamed, so they travel as RECORD messages, not as the landed bytes
         self.renamed = {name: load_column_name(name) for name in stored["schema"].get("properties", {}) if load_column_name(name) != name}
 
-    def get_records(self, context: dict[str, Any] | None) -> Iterable[dict[str, Any]]:
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         with self.path.open("rb") as handle:
             for line in handle:
                 record = json.loads(line, parse_float=Decimal)
@@ -126,8 +126,11 @@ class TapLanding(Tap):
             raise SystemExit("tap-landing: the day to load is not set: set RUN_DATE=YYYY-MM-DD (e.g. RUN_DATE=2024-01-01 meltano run load)")
         day = dt.date.fromisoformat(raw_day)
         data_dir = Path(self.config["data_dir"])
+        root = Path(os.environ.get("MELTANO_PROJECT_ROOT", ".")).resolve()
         if not data_dir.is_absolute():  # DATA_DIR=data means <project root>/data, wherever meltano runs from
-            data_dir = Path(os.environ.get("MELTANO_PROJECT_ROOT", ".")).resolve() / data_dir
-        landing = Landing(data_dir)
-        tables = landing.check_day(day)  # the gate: raises GateError naming what to rerun
+            data_dir = root / data_dir
+        landing = Landing(data_dir, root / ".meltano" / "staging")  # the project's one staging folder
+        # both step-1 tasks succeeded (their markers), else GateError naming what to rerun; the
+        # load job's open task verified every file (a plain tap run writes only a load schema)
+        tables = landing.check_day(day, verify=False)
         return [LandedStream(self, source, table, day, landing, info["rows"]) for (source, table), info in tables.items()]

@@ -46,6 +46,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import ModuleType
 
 from airflow.exceptions import AirflowException
 from airflow.providers.standard.operators.python import PythonOperator
@@ -56,7 +57,7 @@ NWELT = NWELT_HOME / ".venv" / "bin" / "nwelt"
 LOCK_WAIT_SECONDS = 600
 
 
-def _registry():  # type: ignore[no-untyped-def]
+def _registry() -> ModuleType:
     """The project's step registry (src/northwind_elt/registry.py: standard library only), loaded
     by path: Airflow's environment does not install the project's package."""
     relative = Path("src", "northwind_elt", "registry.py")

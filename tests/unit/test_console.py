@@ -1,0 +1,78 @@
+"""The console: commands from fixes, the one-line error and back, the summary and the failure block."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from northwind_elt import console
+from northwind_elt.console import StepResult
+from northwind_elt.errors import Fix, GateError, rerun, resume
+
+DAY = dt.date(2024, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("fix", "line"),
+    [
+        (Fix(day=DAY), "make pipeline DATE=2024-01-01"),
+        (rerun("load", DAY), "make load DATE=2024-01-01"),
+        (resume("load", DAY), "make pipeline DATE=2024-01-01 STEP=load"),
+        (resume("export", DAY), "make export DATE=2024-01-01"),  # the last step: nothing after it
+        (resume("extract-postgres", DAY), "make extract-postgres DATE=2024-01-01"),
+        (Fix(note="migrate raw.orders by hand"), "migrate raw.orders by hand"),
+    ],
+)
+def test_a_fix_is_one_make_command(fix: Fix, line: str) -> None:
+    assert console.command(fix) == line
+
+
+def test_an_error_line_carries_its_commands_and_gives_them_back() -> None:
+    exc = GateError("step 2 (load) refuses to run", [rerun("extract-csv", DAY), resume("load", DAY)])
+    line = console.error_line(exc)
+    assert (
+        line
+        == "GateError: step 2 (load) refuses to run; run make extract-csv DATE=2024-01-01; then make pipeline DATE=2024-01-01 STEP=load"
+    )
+    assert console.commands_in(line) == ["make extract-csv DATE=2024-01-01", "make pipeline DATE=2024-01-01 STEP=load"]
+    assert console.commands_in("ValueError: no commands") == []
+
+
+def test_next_commands_finish_the_day() -> None:
+    assert console.next_commands("transform", DAY, None) == ["make transform DATE=2024-01-01", "make export DATE=2024-01-01"]
+    named = console.error_line(GateError("x", [rerun("extract-csv", DAY)]))
+    assert console.next_commands("load", DAY, named) == ["make extract-csv DATE=2024-01-01", "make pipeline DATE=2024-01-01 STEP=load"]
+
+
+def test_summary_and_failure_block(capsys: pytest.CaptureFixture[str]) -> None:
+    results = [
+        StepResult("extract-postgres", DAY, True, 2.04, {"orders": 830, "customers": 91}),
+        StepResult("load", DAY, False, 1.5, cause="GateError: nope; run make extract-csv DATE=2024-01-01", log_path=Path("/x/load.log")),
+    ]
+    console.print_summary(results)
+    console.report_failure(results[1])
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1:] == [
+        "summary for 2024-01-01:",
+        "  extract-postgres  ok           921 rows     2.0 s",
+        "  load              FAILED         -          1.5 s",
+    ]
+    assert err.splitlines()[1:] == [
+        "FAILED: step load for 2024-01-01",
+        "  cause:  GateError: nope; run make extract-csv DATE=2024-01-01",
+        "  log:    /x/load.log",
+        "  resume: make extract-csv DATE=2024-01-01",
+        "  then:   make pipeline DATE=2024-01-01 STEP=load",
+    ]
+
+
+def test_backfill_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    console.step_started("load", DAY)
+    console.step_ended(StepResult("load", DAY, True, 3.25, {"t": 7}))
+    console.step_ended(StepResult("export", DAY, False, 0.5, cause="ExportError: " + "x" * 200))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "2024-01-01 load              started"
+    assert lines[1] == "2024-01-01 load              ok             7 rows     3.2 s"
+    assert lines[2].startswith("2024-01-01 export            FAILED      0.5 s: ExportError: x") and len(lines[2]) < 170

@@ -1,0 +1,86 @@
+"""The run ledger (ops.runs) on a real PostgreSQL: what it records, and a running run whose lock
+session is gone reading as interrupted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+
+import psycopg
+
+from northwind_elt.ledger import Ledger, connect
+from northwind_elt.settings import Settings
+
+DAY = dt.date(2024, 1, 1)
+
+
+def session(settings: Settings) -> tuple[psycopg.Connection, tuple[int, dt.datetime]]:
+    """A server session standing in for a lock holder: its pid and backend start."""
+    conn = connect(settings)
+    row = conn.execute("select pid, backend_start from pg_stat_activity where pid = pg_backend_pid()").fetchone()
+    assert row is not None
+    return conn, (row[0], row[1])
+
+
+def test_a_run_is_recorded_and_closed(warehouse: Settings) -> None:
+    ledger = Ledger(warehouse)
+    holder, ident = session(warehouse)
+    run_id = ledger.begin(DAY, "load", "make load DATE=2024-01-01", os.getpid(), ident)
+    assert ledger.latest(DAY)["load"].outcome == "running"
+    ledger.update(run_id, landing="abc", log_path="/tmp/x.log")
+    ledger.finish(run_id, "succeeded", {"orders": 3, "customers": 2})
+    run = ledger.latest(DAY)["load"]
+    assert (run.outcome, run.rows, run.total_rows, run.landing, run.log_path) == (
+        "succeeded",
+        {"orders": 3, "customers": 2},
+        5,
+        "abc",
+        "/tmp/x.log",
+    )
+    assert run.seconds is not None and run.seconds >= 0
+    holder.close()
+    assert ledger.latest(DAY)["load"].outcome == "succeeded"  # a closed run stays what it was
+
+
+def test_a_running_run_whose_lock_session_ended_is_interrupted(warehouse: Settings) -> None:
+    ledger = Ledger(warehouse)
+    holder, ident = session(warehouse)
+    ledger.begin(DAY, "extract-csv", "make extract-csv DATE=2024-01-01", os.getpid(), ident)
+    assert ledger.latest(DAY)["extract-csv"].outcome == "running"
+    holder.close()  # the holder died: the server ends its session
+    run = ledger.latest(DAY)["extract-csv"]
+    assert run.outcome == "interrupted" and run.error is not None and "killed?" in run.error
+
+
+def test_latest_is_per_step_and_of_owner_per_meltano_process(warehouse: Settings) -> None:
+    ledger = Ledger(warehouse)
+    first = ledger.begin(DAY, "transform", "", 111, None)
+    ledger.finish(first, "failed", error="boom")
+    second = ledger.begin(DAY, "transform", "", 222, None)
+    ledger.finish(second, "succeeded")
+    ledger.begin(DAY + dt.timedelta(days=1), "transform", "", 111, None)
+    assert ledger.latest(DAY)["transform"].run_id == second
+    owned = ledger.of_owner(DAY, "transform", 111)
+    assert owned is not None and owned.run_id == first and owned.error == "boom"
+    assert ledger.of_owner(DAY, "load", 111) is None
+
+
+def test_first_use_from_many_processes_at_once_creates_the_ledger_once(warehouse: Settings) -> None:
+    import northwind_elt.ledger as ledger_mod
+
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            Ledger(warehouse).latest(DAY)
+        except BaseException as exc:
+            errors.append(exc)
+
+    ledger_mod._READY.clear()
+    threads = [threading.Thread(target=use) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
