@@ -166,7 +166,6 @@ def run_dag(project: Project, tmp_path: Path, day: str, **env_overrides: str) ->
     return {row["task_id"]: row["state"] for row in json.loads(states.stdout)}, output
 
 
-@pytest.mark.slow
 def test_dag_run_succeeds_and_exports_the_day(project: Project, tmp_path: Path) -> None:
     states, output = run_dag(project, tmp_path, D1)
     assert states == dict.fromkeys(TASKS, "success"), f"task states {states}; output in {tmp_path / 'dags-test.log'}"
@@ -194,7 +193,6 @@ def rows_loaded(settings: settings_mod.Settings, day: str) -> dict[str, int]:
     return found
 
 
-@pytest.mark.slow
 def test_failed_extract_stops_the_day_before_load(project: Project, tmp_path: Path) -> None:
     # A CSV that cannot be read: a path that does not exist (tests run as root, and root reads
     # any file whatever its mode, so chmod cannot make one unreadable).
@@ -216,7 +214,6 @@ def test_failed_extract_stops_the_day_before_load(project: Project, tmp_path: Pa
 # -- a real scheduler: `make airflow` on a non-default port (docs: docs/operations.md, "Airflow") ------
 
 
-@pytest.mark.slow
 def test_make_airflow_on_another_port_runs_a_past_day(project: Project, tmp_path: Path) -> None:
     """`AIRFLOW__API__PORT=56580 make airflow`, then a DAG run for a past day before 2024: the
     workers reach the execution API on the moved port and the day's export has every row."""

@@ -42,7 +42,6 @@ import pytest
 from conftest import Project
 from northwind_elt import settings as settings_mod
 
-pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 MODEL = "model.northwind.orders_details"

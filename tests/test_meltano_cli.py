@@ -83,7 +83,6 @@ def test_schedule_list_shows_the_daily_pipeline() -> None:
     assert schedule["job"]["tasks"] == [task for name in jobs for task in jobs[name]]
 
 
-@pytest.mark.slow
 def test_meltano_run_with_only_run_date_and_a_relative_data_dir(project: Project) -> None:
     """`RUN_DATE=D meltano run extract-csv` reads the project's CSV by default, and with
     DATA_DIR=<relative> `meltano run load` (here from a subfolder) finds the landed day."""

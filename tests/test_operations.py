@@ -128,7 +128,7 @@ def test_two_pipelines_for_one_day_never_interleave(project: Project) -> None:
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     assert second.returncode != 0
-    assert f"LockBusy: day {day} is busy: the day is held by another run" in second.stderr
+    assert f"LockBusy: day {day} is busy: {day} pipeline is held by another run" in second.stderr
     assert project.make("status", f"DATE={day}").returncode == 0
     # different days do proceed side by side
     other = subprocess.Popen(

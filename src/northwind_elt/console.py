@@ -25,19 +25,13 @@ def command(fix: Fix) -> str:
     return f"make {fix.step}{day}"
 
 
-def resume_fixes(step: str, day: dt.date) -> list[Fix]:
-    """What finishes the day from `step` on: the step itself, then the steps after it."""
+def resume_commands(step: str, day: dt.date) -> list[str]:
+    """What finishes the day from `step` on: the step itself, then the steps after it (from the
+    first step: the whole pipeline of the day)."""
     index = NAMES.index(step)
     if index == 0:
-        return [Fix(day=day)]  # the first step: the whole pipeline of the day
-    fixes = [Fix(step=step, day=day)]
-    if index + 1 < len(NAMES):
-        fixes.append(Fix(step=NAMES[index + 1], day=day, then_rest=True))
-    return fixes
-
-
-def resume_commands(step: str, day: dt.date) -> list[str]:
-    return [command(f) for f in resume_fixes(step, day)]
+        return [command(Fix(day=day))]
+    return [command(Fix(step=s, day=day, then_rest=s != step)) for s in NAMES[index : index + 2]]
 
 
 def error_line(exc: NweltError) -> str:

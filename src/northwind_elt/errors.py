@@ -1,8 +1,7 @@
 """One base error for every failure a user can fix, carrying the commands that fix it.
 
 Domain modules raise `NweltError` subclasses with a sentence saying what is wrong and `Fix`es
-saying which step to run for which day; only the CLI (console.py) turns a Fix into a command
-line (`make load DATE=2024-01-01`).
+saying which step to run for which day; only console.py turns a Fix into a command line.
 """
 
 from __future__ import annotations
@@ -14,10 +13,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Fix:
-    """Run `step` for `day`; with `then_rest`, also every step after it (a pipeline resume).
-
-    `step=None` with `then_rest` means the whole pipeline of the day. `note` is a fix that is not
-    a command (e.g. "migrate raw.orders by hand")."""
+    """Run `step` for `day`; with `then_rest`, every step after it too. `step=None`: the whole
+    pipeline of the day. `note`: a fix that is not a command ("migrate raw.orders by hand")."""
 
     step: str | None = None
     day: dt.date | None = None
@@ -26,8 +23,6 @@ class Fix:
 
 
 class NweltError(Exception):
-    """A failure with a clear cause; `fixes` say what to run (the CLI formats them)."""
-
     def __init__(self, message: str, fixes: Sequence[Fix] = ()) -> None:
         super().__init__(message)
         self.message = message
@@ -55,11 +50,11 @@ class ExportError(NweltError):
 
 
 class LockBusy(NweltError):
-    """Another run holds the day (or the plugin's project-wide state)."""
+    """Another run holds the day (or the checkout's plugin state)."""
 
 
 class LedgerError(NweltError):
-    """The run ledger cannot be read or written."""
+    """The run ledger (or the server it lives in) cannot be used."""
 
 
 def rerun(step: str, day: dt.date) -> Fix:

@@ -70,13 +70,6 @@ def mark_tested(settings: Settings, day: dt.date, since: dt.datetime) -> int | N
     return int(row[0]) if row else None
 
 
-def mart_rows(settings: Settings, day: dt.date) -> int:
-    with connect(settings) as conn:
-        if not _exists(conn):
-            return 0
-        return mart_rows_in(conn, day)
-
-
 def mart_rows_in(conn: psycopg.Connection, day: dt.date) -> int:
     query = sql.SQL("select count(*) from {} where snapshot_date = %s").format(sql.Identifier(MART_SCHEMA, MART))
     return int(conn.execute(query, (day,)).fetchone()[0])  # type: ignore[index]
@@ -177,6 +170,3 @@ def _write(cursor: psycopg.Cursor, csv_file: Path, json_file: Path) -> int:
             rows += 1
         j.write("\n]\n")
     return rows
-
-
-__all__ = ["ExportError", "export", "mart_rows", "output_paths"]

@@ -33,6 +33,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -96,6 +97,14 @@ class Landing:
 
     def task_marker(self, source: Source, day: dt.date) -> Path:
         return self.data_dir / source.name / MARKERS_DIR / f"{day.isoformat()}.json"
+
+    def staged_rows(self, source: Source) -> int:
+        """Records a running extract of `source` has staged so far (progress lines)."""
+        total = 0
+        for path in self.staging_dir(source).glob("*.jsonl"):
+            with suppress(OSError), path.open("rb") as handle:
+                total += sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+        return total
 
     # -- step 1 ----------------------------------------------------------------------------
     def stage(self, source: Source, day: dt.date) -> Path:

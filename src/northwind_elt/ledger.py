@@ -1,12 +1,9 @@
-"""The run ledger: one row per step run in the warehouse server's `ops.runs`.
-
-Every process that reaches the warehouse, on any host, sees one history. `elt:open-<step>`
-inserts a `running` row naming the session that holds the run's locks (locks.py);
-`elt:close-<step>` records success, a refused gate or a failed close records `failed`. A
-`running` row whose lock session is gone (the run was killed, a plugin failed) reads as
-`interrupted`; when nwelt ran the job it records it `failed`, with the cause read from the log.
-The ledger serves `status` and the resume commands; the gates read the data's own records.
-"""
+"""The run ledger: one row per step run in the warehouse server's `ops.runs`, one history for
+every process that reaches the warehouse, on any host. `elt:open-<step>` inserts a `running` row
+naming the session that holds the run's locks (locks.py); `elt:close-<step>` records the outcome.
+A `running` row whose lock session is gone (a kill, a failed plugin) reads as `interrupted`; when
+nwelt ran the job it records it `failed`, with the cause from the log. The ledger serves status and
+resume; the gates read the data's own records."""
 
 from __future__ import annotations
 
@@ -19,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from .errors import LedgerError
@@ -38,10 +36,9 @@ create table if not exists ops.runs (
     rerun text not null,
     log_path text,
     host text not null,
-    owner_pid integer not null,   -- the `meltano run` process (on host) whose job this is
-    holder_pid integer,           -- the server session holding the run's locks
-    holder_start timestamptz,
-    landing text                  -- load: the digest of the landed day it loads
+    owner_pid integer not null,                  -- the `meltano run` (on host) whose job it is
+    holder_pid integer, holder_start timestamptz, -- the session holding the run's locks
+    landing text                                  -- load: the digest of the landed day it loads
 );
 create index if not exists runs_day_step on ops.runs (day, step, started_at);
 """
@@ -65,7 +62,7 @@ class Run:
     error: str | None = None
     rerun: str = ""
     log_path: str | None = None
-    holder_pid: int | None = None
+    holder: tuple[int, dt.datetime] | None = None  # the session holding its locks (pid, start)
     landing: str | None = None
 
     @property
@@ -116,16 +113,17 @@ class Ledger:
                     "is: repair it, or rename it aside (alter table ops.runs rename to runs_broken) and rerun to start a new one"
                 ) from None
 
-    def begin(self, day: dt.date, step: str, rerun: str, owner_pid: int, holder: tuple[int, dt.datetime] | None) -> str:
+    def begin(self, day: dt.date, step: str, rerun: str, owner_pid: int, holder: tuple[int, dt.datetime] | None) -> Run:
         """Record a step run as running, owned by the `meltano run` process `owner_pid` on this host."""
         run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         with self._conn() as conn:
-            conn.execute(
+            started = conn.execute(
                 "insert into ops.runs (run_id, day, step, outcome, rerun, host, owner_pid, holder_pid, holder_start)"
-                " values (%s, %s, %s, 'running', %s, %s, %s, %s, %s)",
+                " values (%s, %s, %s, 'running', %s, %s, %s, %s, %s) returning started_at",
                 (run_id, day, step, rerun, socket.gethostname(), owner_pid, *(holder or (None, None))),
-            )
-        return run_id
+            ).fetchone()
+        assert started is not None
+        return Run(run_id, day, step, started[0], None, "running", rerun=rerun, holder=holder)
 
     def finish(self, run_id: str, outcome: str, rows: dict[str, int] | None = None, error: str | None = None) -> None:
         with self._conn() as conn:
@@ -134,21 +132,16 @@ class Ledger:
                 (outcome, Jsonb(rows or {}), error, run_id),
             )
 
-    def update(self, run_id: str, **values: str) -> None:
-        """Set `log_path` or `landing` of a run."""
+    def update(self, run_id: str, column: str, value: str) -> None:
+        """Set a run's `log_path` or `landing`."""
         with self._conn() as conn:
-            for column, value in values.items():
-                query = {
-                    "log_path": "update ops.runs set log_path = %s where run_id = %s",
-                    "landing": "update ops.runs set landing = %s where run_id = %s",
-                }[column]
-                conn.execute(query, (value, run_id))
+            conn.execute(sql.SQL("update ops.runs set {} = %s where run_id = %s").format(sql.Identifier(column)), (value, run_id))
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[Run]:
         columns = _COLUMNS.replace("outcome", _OUTCOME, 1)
         with self._conn() as conn:
             rows = conn.execute(f"select {columns} from ops.runs where {where} order by started_at", params).fetchall()
-        runs = [Run(*row[:10], holder_pid=row[10], landing=row[12]) for row in rows]  # type: ignore[misc]
+        runs = [Run(*row[:10], holder=(row[10], row[11]) if row[10] else None, landing=row[12]) for row in rows]  # type: ignore[misc]
         return [
             replace(r, error=r.error or "the run ended without recording an outcome (killed?)") if r.outcome == "interrupted" else r
             for r in runs

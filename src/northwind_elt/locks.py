@@ -1,23 +1,17 @@
 """One writer per day: session-level advisory locks in the warehouse server.
 
-A step takes, for its day, an exclusive lock on what it writes and a shared lock on what it
-reads (registry.Step.writes/reads): the two extracts of a day run side by side, while two runs
-of one day's step never interleave (the second fails at once, or waits `NWELT_LOCK_WAIT_SECONDS`).
-A step whose plugin keeps state in the checkout whatever the day (Meltano's catalog file,
-target-jsonl's staging folder, dbt's target/) also takes that checkout's lock of the plugin, and
-waits for it, so runs of other days fall in line behind it.
+A step locks, for its day, what it writes exclusively and what it reads shared (registry.py): the
+two extracts run side by side, two runs of a day's step never interleave (the second is refused,
+or waits NWELT_LOCK_WAIT_SECONDS). A step whose plugin keeps state in the checkout (a catalog
+file, a staging folder, dbt's target/) also waits for that checkout's lock of the plugin.
 
-`elt:open-<step>` cannot hold a session for the rest of its Meltano job (the next task starts
-when it exits), so it starts the holder, `python -m northwind_elt.locks`: a process that opens a
-session, takes the locks, reports, and then only waits. The holder ends, and the server drops
-its locks with its session, when `elt:close-<step>` terminates that session, when the
-`meltano run` owning the job ends without closing (a plugin failed, a kill: its pidfd), or when
-the holder itself is killed. No lock outlives its holder, whatever host it ran on.
-"""
+`elt:open-<step>` exits before its job's next task starts, so it cannot hold a session itself: it
+starts the holder (`python -m northwind_elt.locks`), which opens a session, takes the locks,
+reports, and waits. The server drops the locks with the session when `elt:close-<step>` ends it,
+when the owning `meltano run` ends without closing (its pidfd), or when the holder is killed."""
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import os
@@ -54,7 +48,7 @@ def wanted(settings: Settings, step: str, day: dt.date) -> list[tuple[str, str, 
 
 
 def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
-    """Who holds lock `name`, as a person wants to read it."""
+    """Who holds lock `name`, as a person reads it."""
     k = key(name)
     row = conn.execute(
         "select r.step, r.day, r.host, r.owner_pid, r.started_at from pg_locks l"
@@ -69,16 +63,15 @@ def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
     return f"{step} for {day} (meltano run pid {pid} on {host}, since {started:%H:%M:%S})"
 
 
-def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, busy: str) -> None:
-    """Take lock `name` in this session, waiting up to `wait` seconds (and saying so once)."""
+def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, what: str) -> None:
+    """Take lock `name` for `what` in this session, waiting up to `wait` seconds (saying so once)."""
     function = "pg_try_advisory_lock_shared" if mode == SHARED else "pg_try_advisory_lock"
-    deadline = time.monotonic() + wait
-    said = False
+    deadline, said = time.monotonic() + wait, False
     while conn.execute(f"select {function}(%s)", (key(name),)).fetchone() != (True,):
         if time.monotonic() >= deadline:
-            raise LockBusy(f"{busy} is held by {_holder_of(conn, name)}; wait for it to finish and rerun")
+            raise LockBusy(f"{what} is busy: {name} is held by {_holder_of(conn, name)}; wait for it to finish and rerun")
         if not said:
-            print(f"waiting {busy} is in use by {_holder_of(conn, name)}", flush=True)
+            print(f"waiting {what} waits: {name} is in use by {_holder_of(conn, name)}", flush=True)
             said = True
         time.sleep(0.2)
 
@@ -86,7 +79,7 @@ def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, b
 def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date) -> None:
     """Take every lock of `step` for `day` in this session, or raise LockBusy."""
     for name, mode, waits in wanted(settings, step, day):
-        _acquire(conn, name, mode, 3600 if waits else settings.lock_wait, f"{step} for {day} is busy: {name}")
+        _acquire(conn, name, mode, 3600 if waits else settings.lock_wait, f"{step} for {day}")
 
 
 @contextmanager
@@ -94,7 +87,7 @@ def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
     """Hold day D for a run of several steps (`make pipeline`, a backfill's day) in this process's
     own session: a second such run of D is refused (or waits), not interleaved step by step."""
     with connect(settings) as conn:
-        _acquire(conn, f"{day} whole day", "exclusive", settings.lock_wait, f"day {day} is busy: the day")
+        _acquire(conn, f"{day} pipeline", "exclusive", settings.lock_wait, f"day {day}")
         yield
 
 
@@ -131,27 +124,24 @@ def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) ->
     raise LedgerError(f"the lock holder of {step} for {day} ended before it held the locks (exit {process.returncode})")
 
 
-def release(settings: Settings, holder_pid: int) -> None:
-    """End the holder's session: the server drops its locks before this returns."""
+def release(settings: Settings, holder: tuple[int, dt.datetime]) -> None:
+    """End the holder's session (that very session: pid and start): the server drops its locks
+    before this returns."""
     with connect(settings) as conn:
-        conn.execute("select pg_terminate_backend(%s, 10000)", (holder_pid,))
+        conn.execute("select pg_terminate_backend(pid, 10000) from pg_stat_activity where pid = %s and backend_start = %s", holder)
 
 
 def main(argv: list[str] | None = None) -> int:
     """The holder: take the locks, say so on stdout, wait for the owner or the session to end."""
     from . import settings as settings_mod
 
-    parser = argparse.ArgumentParser(prog="python -m northwind_elt.locks")
-    parser.add_argument("step")
-    parser.add_argument("day", type=dt.date.fromisoformat)
-    parser.add_argument("owner_fd", type=int)
-    args = parser.parse_args(argv)
+    step, day, owner_fd = argv or sys.argv[1:]
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     try:
         settings = settings_mod.load()
         conn = connect(settings)
-        take(conn, settings, args.step, args.day)
+        take(conn, settings, step, dt.date.fromisoformat(day))
         pid, start = conn.execute("select pid, backend_start from pg_stat_activity where pid = pg_backend_pid()").fetchone()  # type: ignore[misc]
     except LockBusy as exc:
         print(f"busy {exc.message}", flush=True)
@@ -160,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error {getattr(exc, 'message', None) or f'{type(exc).__name__}: {exc}'}", flush=True)
         return 1
     print(f"held {pid} {start.isoformat()}", flush=True)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())  # the open task has read all it needs and exits
-    select.select([args.owner_fd, conn.fileno()], [], [])  # the job ended, or the session did
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the open task has read all it needs
+    select.select([int(owner_fd), conn.fileno()], [], [])  # the job ended, or the session did
     return 0
 
 

@@ -1,11 +1,7 @@
-"""Running steps for a day as their Meltano jobs: the code path of `make`, `nwelt`, Airflow and the backfill.
-
-A step run is `meltano run <job>` with RUN_DATE=D; the job's own first and last tasks
-(`elt:open-<step>`, `elt:close-<step>`, tasks.py) take the locks, check the gate and record the
-run, exactly as under a plain `meltano run`. The runner adds what a terminal or a scheduler
-wants: the job's whole output in one log file per step run, progress lines, a line at least every
-NWELT_HEARTBEAT_SECONDS, the cause of a failure in one sentence, and jobs that die with it.
-"""
+"""Running a day's steps as their Meltano jobs (`meltano run <step>`, RUN_DATE=D), for make, nwelt,
+Airflow and the backfill. The job's own glue tasks (tasks.py) lock, gate and record, as under a
+plain `meltano run`; the runner adds a log file per step run, progress lines, a line at least every
+NWELT_HEARTBEAT_SECONDS, the cause of a failure in one sentence, and jobs that die with it."""
 
 from __future__ import annotations
 
@@ -19,13 +15,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext, suppress
-from pathlib import Path
 from typing import TextIO
 
 from . import console, locks
 from .causes import find_cause, strip_log_prefix
 from .console import StepResult
 from .errors import ConfigError
+from .landing import Landing, source_of
 from .ledger import Ledger
 from .registry import get
 from .settings import Settings, meltano_exe
@@ -60,24 +56,17 @@ def stop_all() -> None:
                 child.kill()
 
 
-def open_log(settings: Settings, step: str, day: dt.date) -> Path:
-    """Create the run's log file and write its first line (a full disk fails here, clearly)."""
-    log_dir = settings.data_dir / "logs" / day.isoformat()
-    log_path = log_dir / f"{step}-{dt.datetime.now():%Y%m%dT%H%M%S%f}.log"
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with log_path.open("w") as log:
-            log.write(f"nwelt: {step} for {day}: meltano run {step}\n")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write the log of {step} for {day} in {log_dir} ({exc.strerror}): free space or fix the permissions of DATA_DIR, then rerun"
-        ) from None
-    return log_path
-
-
 def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -> StepResult:
     """Run one step's Meltano job for `day`; its result as the ledger recorded it."""
-    log_path = open_log(settings, step, day)
+    log_dir = settings.data_dir / "logs" / day.isoformat()
+    log_path = log_dir / f"{step}-{dt.datetime.now():%Y%m%dT%H%M%S%f}.log"
+    try:  # the log's first line: a full disk or a read-only DATA_DIR fails here, clearly
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"nwelt: {step} for {day}: meltano run {step}\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the log of {step} for {day} in {log_dir} ({exc.strerror}): free space or fix DATA_DIR, then rerun"
+        ) from None
     env = settings.meltano_env() | {"RUN_DATE": day.isoformat()}
     started = time.monotonic()
     # --force: the project's locks decide who may run, not Meltano's job table (a killed run would
@@ -106,7 +95,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
     run = ledger.of_owner(day, step, process.pid)
     seconds = run.seconds if run and run.seconds is not None else time.monotonic() - started
     if run is not None:
-        ledger.update(run.run_id, log_path=str(log_path))
+        ledger.update(run.run_id, "log_path", str(log_path))
     if run is not None and run.outcome == "succeeded":
         return StepResult(step, day, True, seconds, run.rows, log_path=log_path)
     if run is not None and run.outcome == "failed":
@@ -117,7 +106,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
         cause = f"the Meltano job {step} ended without recording success (is meltano.yml's job {step} complete?)"
     else:
         cause = find_cause(log_path.read_text(errors="replace"), step)
-    if run is not None and code >= 0:  # a stopped job stays `running`, its holder gone: interrupted
+    if run is not None and run.outcome != "failed" and code >= 0:  # a stopped job stays interrupted
         ledger.finish(run.run_id, "failed", error=cause)
     return StepResult(step, day, False, seconds, cause=cause, log_path=log_path)
 
@@ -133,7 +122,8 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
         nonlocal last
         while not done.wait(1):
             if not quiet and time.monotonic() - last >= settings.heartbeat_seconds:
-                rows = rows_so_far(settings, step, day)
+                source = source_of(step) if step.startswith("extract-") else None
+                rows = Landing(settings.data_dir, settings.staging_root).staged_rows(source) if source else None
                 console.progress(
                     step, f"running for {time.monotonic() - started:.0f} s" + (f", {rows} rows so far" if rows is not None else "")
                 )
@@ -150,19 +140,6 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
         return process.wait()
     finally:
         done.set()
-
-
-def rows_so_far(settings: Settings, step: str, day: dt.date) -> int | None:
-    """Records written so far by a running extract (the lines of its staging files)."""
-    if not step.startswith("extract-"):
-        return None
-    from .landing import Landing, source_of
-
-    total = 0
-    for path in Landing(settings.data_dir, settings.staging_root).staging_dir(source_of(step)).glob("*.jsonl"):
-        with suppress(OSError), path.open("rb") as handle:
-            total += sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
-    return total
 
 
 def _short(line: str) -> str | None:

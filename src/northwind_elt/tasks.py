@@ -1,17 +1,11 @@
 """The glue tasks that open and close every step's Meltano job (`elt:open-<step>`, `elt:close-<step>`).
 
-Every entry point (make, nwelt, the Airflow DAG, a plain `meltano run <job>`) runs a step as its
-Meltano job, so these two tasks are where every run gets the same guarantees:
-
-- open: take the step's locks (locks.py), record the run in the ledger, check the step's gate,
-  prepare its input;
-- close: finish the step's work (publish, commit, mark the build tested, export), record success
-  with rows per table, release the locks.
-
-Each gate reads the data's own record: the landing markers (load), the raw layer's load record
-`raw._loads` (transform), the mart's build record (export, in export.py). A refused gate or a
-failed close is recorded as a failed run, with the cause.
-"""
+Every entry point (make, nwelt, Airflow, a plain `meltano run <job>`) runs a step as its Meltano
+job, so every run gets the same guarantees here. Open: the step's locks (locks.py), its ledger
+row, its gate, its input prepared. Close: the step's work finished (publish, commit, mark tested,
+export), success recorded with rows per table, the locks released. Each gate reads the data's own
+record: the landing markers (load), `raw._loads` (transform), the mart's build record (export, in
+export.py). A refused gate or a failed close is recorded as a failed run, with the cause."""
 
 from __future__ import annotations
 
@@ -20,20 +14,14 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from . import catalogs, locks, warehouse
 from . import export as export_mod
 from .console import error_line
 from .errors import Fix, GateError, NweltError, PublishError, rerun, resume
-from .landing import Landing, Source, source_of
+from .landing import Landing, source_of
 from .ledger import Ledger, Run
 from .settings import Settings
-
-
-def catalog_path(settings: Settings, source: Source) -> Path:
-    """The catalog the tap ran with (Meltano writes it on every run)."""
-    return settings.root / ".meltano" / "run" / source.tap / "tap.properties.json"
 
 
 # -- open: gate and preparation of each step ------------------------------------------------
@@ -48,7 +36,7 @@ def _open_load(settings: Settings, run: Run) -> None:
     """The gate of step 2: both step-1 tasks succeeded for D and their files are intact."""
     Landing(settings.data_dir).check_day(run.day)
     warehouse.drop_load_schemas(settings)  # left by failed or killed loads
-    Ledger(settings).update(run.run_id, landing=Landing(settings.data_dir).landed_checksum(run.day) or "")
+    Ledger(settings).update(run.run_id, "landing", Landing(settings.data_dir).landed_checksum(run.day) or "")
 
 
 def _open_transform(settings: Settings, run: Run) -> None:
@@ -79,7 +67,7 @@ OPENERS: dict[str, Callable[[Settings, Run], None]] = {
 # -- close: the step's own finishing work; returns rows per table ----------------------------
 def _close_extract(settings: Settings, run: Run) -> dict[str, int]:
     source = source_of(run.step)
-    path = catalog_path(settings, source)
+    path = catalogs.run_dir(settings, source.tap) / "tap.properties.json"  # Meltano writes it on every run
     if not path.exists() or path.stat().st_mtime < run.started_at.timestamp():  # Meltano writes it on every run
         raise PublishError(
             f"{source.tap} did not run in this Meltano job (no catalog at {path} since the job began)", [rerun(run.step, run.day)]
@@ -133,16 +121,14 @@ def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> R
     holder = locks.start_holder(settings, step, day, owner)
     ledger = Ledger(settings)
     try:
-        run_id = ledger.begin(day, step, rerun_text, owner, holder)
-        run = ledger.of_owner(day, step, owner)
-        assert run is not None and run.run_id == run_id
+        run = ledger.begin(day, step, rerun_text, owner, holder)
         try:
             OPENERS[step](settings, run)
         except Exception as exc:
             _recorded_failure(ledger, run, exc)
             raise
     except BaseException:
-        locks.release(settings, holder[0])
+        locks.release(settings, holder)
         raise
     return run
 
@@ -156,7 +142,7 @@ def close_step(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
             f"elt:close-{step} for {day} found no open run of {step} in this Meltano job: run the whole job", [rerun(step, day)]
         )
     try:
-        if run.outcome != "running" or run.holder_pid is None:
+        if run.outcome != "running" or run.holder is None:
             raise GateError(
                 f"the locks of this run of {step} for {day} were lost before the step closed (their holder ended)", [rerun(step, day)]
             )
@@ -166,6 +152,6 @@ def close_step(settings: Settings, step: str, day: dt.date) -> dict[str, int]:
         _recorded_failure(ledger, run, exc)
         raise
     finally:
-        if run.holder_pid is not None:
-            locks.release(settings, run.holder_pid)
+        if run.holder is not None:
+            locks.release(settings, run.holder)
     return rows

@@ -26,10 +26,11 @@ def session(settings: Settings) -> tuple[psycopg.Connection, tuple[int, dt.datet
 def test_a_run_is_recorded_and_closed(warehouse: Settings) -> None:
     ledger = Ledger(warehouse)
     holder, ident = session(warehouse)
-    run_id = ledger.begin(DAY, "load", "make load DATE=2024-01-01", os.getpid(), ident)
-    assert ledger.latest(DAY)["load"].outcome == "running"
-    ledger.update(run_id, landing="abc", log_path="/tmp/x.log")
-    ledger.finish(run_id, "succeeded", {"orders": 3, "customers": 2})
+    begun = ledger.begin(DAY, "load", "make load DATE=2024-01-01", os.getpid(), ident)
+    assert ledger.latest(DAY)["load"] == begun
+    ledger.update(begun.run_id, "landing", "abc")
+    ledger.update(begun.run_id, "log_path", "/tmp/x.log")
+    ledger.finish(begun.run_id, "succeeded", {"orders": 3, "customers": 2})
     run = ledger.latest(DAY)["load"]
     assert (run.outcome, run.rows, run.total_rows, run.landing, run.log_path) == (
         "succeeded",
@@ -55,9 +56,9 @@ def test_a_running_run_whose_lock_session_ended_is_interrupted(warehouse: Settin
 
 def test_latest_is_per_step_and_of_owner_per_meltano_process(warehouse: Settings) -> None:
     ledger = Ledger(warehouse)
-    first = ledger.begin(DAY, "transform", "", 111, None)
+    first = ledger.begin(DAY, "transform", "", 111, None).run_id
     ledger.finish(first, "failed", error="boom")
-    second = ledger.begin(DAY, "transform", "", 222, None)
+    second = ledger.begin(DAY, "transform", "", 222, None).run_id
     ledger.finish(second, "succeeded")
     ledger.begin(DAY + dt.timedelta(days=1), "transform", "", 111, None)
     assert ledger.latest(DAY)["transform"].run_id == second

@@ -58,8 +58,8 @@ def until(condition, seconds: float = 10) -> bool:  # type: ignore[no-untyped-de
 
 
 def test_one_run_of_a_days_step_at_a_time_naming_the_holder(env: Settings, owner: subprocess.Popen[bytes]) -> None:
-    pid, start = locks.start_holder(env, "extract-postgres", DAY, owner.pid)
-    Ledger(env).begin(DAY, "extract-postgres", "", owner.pid, (pid, start))
+    holder = locks.start_holder(env, "extract-postgres", DAY, owner.pid)
+    Ledger(env).begin(DAY, "extract-postgres", "", owner.pid, holder)
     with pytest.raises(
         LockBusy,
         match=rf"extract-postgres for {DAY} is busy: {DAY} postgres is held by extract-postgres for {DAY} \(meltano run pid {owner.pid}",
@@ -73,17 +73,19 @@ def test_one_run_of_a_days_step_at_a_time_naming_the_holder(env: Settings, owner
 
 
 def test_the_two_extracts_run_side_by_side_and_release_frees_the_day(env: Settings, owner: subprocess.Popen[bytes]) -> None:
-    postgres = locks.start_holder(env, "extract-postgres", DAY, owner.pid)[0]
-    csv = locks.start_holder(env, "extract-csv", DAY, owner.pid)[0]
+    postgres = locks.start_holder(env, "extract-postgres", DAY, owner.pid)
+    csv = locks.start_holder(env, "extract-csv", DAY, owner.pid)
+    locks.release(env, (postgres[0], csv[1]))  # not that session: nothing happens
+    assert held(env, postgres[0])
     locks.release(env, postgres)
     locks.release(env, csv)
-    assert not held(env, postgres) and not held(env, csv)  # free when release returns
+    assert not held(env, postgres[0]) and not held(env, csv[0])  # free when release returns
     load = locks.start_holder(env, "load", DAY, owner.pid)[0]
     assert held(env, load)
 
 
 def test_a_busy_day_is_waited_for_when_asked(env: Settings, owner: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
-    first = locks.start_holder(env, "export", DAY, owner.pid)[0]
+    first = locks.start_holder(env, "export", DAY, owner.pid)
     monkeypatch.setenv("NWELT_LOCK_WAIT_SECONDS", "30")
     started = time.monotonic()
     threading.Timer(1.0, locks.release, (env, first)).start()

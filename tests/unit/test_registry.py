@@ -22,8 +22,8 @@ def test_every_step_is_a_meltano_job_opened_and_closed_by_the_glue() -> None:
     jobs = _meltano_jobs()
     assert set(jobs) - {"pipeline"} == set(registry.NAMES)
     for step in registry.STEPS:
-        middle = [step.plugins] if step.plugins else []
-        assert jobs[step.name] == [f"elt:open-{step.name}", *middle, f"elt:close-{step.name}"], step.name
+        assert jobs[step.name] == registry.job_tasks(step.name), step.name
+    assert jobs["load"] == ["elt:open-load", "tap-landing target-postgres", "elt:close-load"]
 
 
 def test_every_glue_command_of_a_job_exists_and_names_its_step() -> None:
@@ -40,11 +40,9 @@ def test_upstream_steps_come_first_and_exist() -> None:
             assert registry.NAMES.index(up) < index
 
 
-def test_locks_exclusive_wins_over_shared() -> None:
-    assert registry.locks_for(["load"]) == {"postgres": SHARED, "csv": SHARED, "warehouse": EXCLUSIVE}
-    combined = registry.locks_for(["extract-postgres", "extract-csv", "load", "transform", "export"])
-    assert combined == {"postgres": EXCLUSIVE, "csv": EXCLUSIVE, "warehouse": EXCLUSIVE, "output": EXCLUSIVE}
-    assert registry.locks_for(["export"]) == {"warehouse": SHARED, "output": EXCLUSIVE}
+def test_a_step_locks_what_it_writes_exclusively_and_what_it_reads_shared() -> None:
+    assert registry.get("load").locks() == {"postgres": SHARED, "csv": SHARED, "warehouse": EXCLUSIVE}
+    assert registry.get("export").locks() == {"warehouse": SHARED, "output": EXCLUSIVE}
 
 
 def test_the_two_extracts_can_run_side_by_side_but_load_waits_for_both() -> None:
@@ -65,4 +63,4 @@ def test_downstream_and_unknown_steps() -> None:
 
 def test_the_pipeline_job_is_the_five_jobs_in_order() -> None:
     jobs = _meltano_jobs()
-    assert jobs["pipeline"] == [task for step in registry.NAMES for task in jobs[step]]
+    assert jobs["pipeline"] == [task for step in registry.NAMES for task in registry.job_tasks(step)]
