@@ -42,7 +42,6 @@ import pytest
 from conftest import Project
 from northwind_elt import settings as settings_mod
 
-
 CHROMIUM = Path("/usr/bin/chromium")
 MODEL = "model.northwind.orders_details"
 TABLES = ["orders", "order_details", "products", "customers", "employees", "shippers"]
