@@ -1,16 +1,10 @@
 """Rediscover the source's catalog only when the source's schema changed.
 
-tap-postgres discovery (a second start of the tap, plus reflection of every table) is the
-largest fixed cost of step 1 on a small day. Meltano caches a discovered catalog in
-`.meltano/run/tap-postgres/tap.properties.json` and reuses it while the plugin's config is
-unchanged, but it cannot know when the source's tables change. So, before the tap runs,
-`elt:open-extract-postgres` takes a fingerprint of the source's schema (tables, columns, types,
-nullability, primary keys: one catalog query) and removes the cached catalog when
-the fingerprint differs from the one the cache was made under. Meltano then discovers again and
-schema drift is seen exactly as with a discovery on every run.
-
-If the fingerprint cannot be taken (source unreachable) the cached catalog is removed too: the
-tap's discovery then fails with its own, clear error.
+tap-postgres discovery (a second start of the tap, reflecting every table) is step 1's largest
+fixed cost on a small day. Meltano caches the catalog in `.meltano/run/tap-postgres/` but cannot
+know when the source's tables change, so `elt:open-extract-postgres` fingerprints the source's
+schema (one catalog query) and removes the cache when the fingerprint changed: drift is seen as
+with a discovery on every run. An unreachable source removes it too (discovery then says why).
 """
 
 from __future__ import annotations

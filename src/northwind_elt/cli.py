@@ -41,12 +41,13 @@ def compile_plugins(settings: Settings) -> int:
     which writes none, so every plugin start would compile its imports again (figures in
     docs/performance.md). Quick when already done."""
     folders = sorted(settings.root.glob(".meltano/*/*/venv/lib"))
-    sources = [settings.root / "src", settings.root / "extract", settings.root / "load"]
-    site_packages = [p for lib in folders for p in lib.glob("python3*/site-packages")] + [Path(sysconfig.get_paths()["purelib"])]
-    for leftover in [p for folder in site_packages for p in folder.glob("nwelt_fast_exit.*")]:
+    for leftover in [
+        *settings.root.glob(".meltano/*/*/venv/lib/python3*/site-packages/nwelt_fast_exit.*"),
+        *Path(sysconfig.get_paths()["purelib"]).glob("nwelt_fast_exit.*"),
+    ]:
         leftover.unlink()  # an older version's start-up hook: nothing of ours changes a plugin's Python
-    for lib in [*folders, *sources]:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(lib)], stdout=subprocess.DEVNULL)
+    sources = [settings.root / "src", settings.root / "extract", settings.root / "load"]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *map(str, [*folders, *sources])], stdout=subprocess.DEVNULL)
     print(f"compiled the bytecode of {len(folders)} plugin environments")
     return 0
 
@@ -71,8 +72,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_task(args: argparse.Namespace) -> int:
     """Plumbing: the glue task that opens or closes a step's Meltano job."""
-    from . import console, runner, tasks
-    from .errors import Fix
+    from . import runner, tasks
 
     runner.die_with_parent()
     settings = _settings()
@@ -81,41 +81,31 @@ def cmd_task(args: argparse.Namespace) -> int:
         raise ConfigError(f"RUN_DATE is not set: give the day, e.g. RUN_DATE=2024-01-01 meltano run {args.step}")
     day = settings_mod.parse_date(raw, name="RUN_DATE")
     if args.action == "open":
-        tasks.open_step(settings, args.step, day, console.command(Fix(step=args.step, day=day)))
+        tasks.open_step(settings, args.step, day)
     else:
         tasks.close_step(settings, args.step, day)
     return 0
 
 
-def _run(settings: Settings, day: dt.date, steps: list[str]) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
+    """`nwelt run <step>` (one step) and `nwelt pipeline [--from-step S]` (the day from S on)."""
     from . import console, runner
 
+    settings, day = _settings(args), settings_mod.parse_date(args.date)
+    steps = [args.step] if args.command == "run" else registry.downstream_of(args.from_step or registry.NAMES[0])
+    if args.command == "pipeline":
+        print(f"pipeline for {day}: {', '.join(steps)}")
     runner.install_signal_handlers()
     results = runner.execute(settings, day, steps)
     console.print_summary(results)
     failed = next((r for r in results if not r.ok), None)
     if failed:
         console.report_failure(failed)
-        return 1
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    return _run(settings, settings_mod.parse_date(args.date), [args.step])
-
-
-def cmd_pipeline(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    day = settings_mod.parse_date(args.date)
-    steps = registry.downstream_of(args.from_step) if args.from_step else list(registry.NAMES)
-    print(f"pipeline for {day}: {', '.join(steps)}")
-    return _run(settings, day, steps)
+    return 1 if failed else 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from . import console, runner
-    from .backfill import execute_days
     from .status import print_days
 
     settings = _settings(args)
@@ -128,7 +118,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     runner.install_signal_handlers()
     print(f"backfill {start} .. {end}: {len(days)} days, {settings.backfill_days} side by side")
-    for results in execute_days(settings, days):  # a failed day does not stop the others
+    for results in runner.execute_days(settings, days):  # a failed day does not stop the others
         failed = next((r for r in results if not r.ok), None)
         if failed:
             console.report_failure(failed)
@@ -210,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = sub.add_parser("pipeline", parents=[wait], help="run every step for a day")
     pipeline.add_argument("--date", default="")
     pipeline.add_argument("--from-step", type=_make_var("STEP", _step), help="rerun from this step, reusing earlier outputs")
-    pipeline.set_defaults(func=cmd_pipeline)
+    pipeline.set_defaults(func=cmd_run)
 
     backfill = sub.add_parser("backfill", parents=[wait], help="run the pipeline for every day of a range")
     backfill.add_argument("--start", default="")

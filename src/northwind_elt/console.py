@@ -75,15 +75,10 @@ class StepResult:
     log_path: Path | None = None
 
 
-def report_failure(result: StepResult) -> None:
-    day = result.day
-    print(file=sys.stderr)
-    print(f"FAILED: step {result.step} for {day}", file=sys.stderr)
-    print(f"  cause:  {result.cause}", file=sys.stderr)
-    if result.log_path:
-        print(f"  log:    {result.log_path}", file=sys.stderr)
-    for i, line in enumerate(next_commands(result.step, day, result.cause)):
-        print(f"  {'resume:' if i == 0 else 'then:  '} {line}", file=sys.stderr)
+def report_failure(r: StepResult) -> None:
+    lines = ["", f"FAILED: step {r.step} for {r.day}", f"  cause:  {r.cause}"] + ([f"  log:    {r.log_path}"] if r.log_path else [])
+    lines += [f"  {'resume:' if i == 0 else 'then:  '} {line}" for i, line in enumerate(next_commands(r.step, r.day, r.cause))]
+    print("\n".join(lines), file=sys.stderr)
 
 
 def print_summary(results: Sequence[StepResult]) -> None:
@@ -99,11 +94,9 @@ def step_started(step: str, day: dt.date) -> None:
     print(f"{day} {step:<17} started", flush=True)
 
 
-def step_ended(result: StepResult) -> None:
-    if result.ok:
-        print(f"{result.day} {result.step:<17} ok      {sum(result.rows.values()):>8} rows {result.seconds:7.1f} s", flush=True)
-    else:
-        print(f"{result.day} {result.step:<17} FAILED  {result.seconds:7.1f} s: {(result.cause or '')[:120]}", flush=True)
+def step_ended(r: StepResult) -> None:
+    ok = f"ok      {sum(r.rows.values()):>8} rows {r.seconds:7.1f} s"
+    print(f"{r.day} {r.step:<17} " + (ok if r.ok else f"FAILED  {r.seconds:7.1f} s: {(r.cause or '')[:120]}"), flush=True)
 
 
 def progress(step: str, text: str) -> None:

@@ -3,8 +3,9 @@
 The only module that runs `initdb`/`pg_ctl`. It listens on 127.0.0.1 (tap-postgres needs TCP)
 with password (SCRAM) authentication; its Unix socket, in a folder only the server's OS user
 (and root) can enter, admits only the project's and the server's OS users, as the superuser
-(peer authentication, pg_ident map `nwelt`); nobody else on the machine gets in. It hosts the source database `northwind` (read through
-the read-only role) and the warehouse (owned by the loader role). When run as root, the server
+(peer authentication, pg_ident map `nwelt`); nobody else on the machine gets in. It hosts the
+source database `northwind` (read through the read-only role) and the warehouse (owned by the
+loader role). When run as root, the server
 runs as an unprivileged OS user, because initdb refuses root.
 """
 
@@ -35,22 +36,11 @@ IDENT_MAP = "nwelt"
 # Large-object and transaction-id functions PUBLIC may call by default, each a write the
 # read-only extract role could make once it turns `default_transaction_read_only` off in its
 # session. Revoked from PUBLIC in the source database (docker/source-init.sh revokes the same).
-READER_REVOKED_FUNCTIONS = (
-    "lo_create(oid)",
-    "lo_creat(integer)",
-    "lo_from_bytea(oid, bytea)",
-    "lo_import(text)",
-    "lo_import(text, oid)",
-    "lo_export(oid, text)",
-    "lowrite(integer, bytea)",
-    "lo_put(oid, bigint, bytea)",
-    "lo_truncate(integer, integer)",
-    "lo_truncate64(integer, bigint)",
-    "lo_unlink(oid)",
-    "pg_notify(text, text)",
-    "txid_current()",
-    "pg_current_xact_id()",
-)
+READER_REVOKED_FUNCTIONS = [
+    *("lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)", "lo_import(text)", "lo_import(text, oid)"),
+    *("lo_export(oid, text)", "lowrite(integer, bytea)", "lo_put(oid, bigint, bytea)", "lo_truncate(integer, integer)"),
+    *("lo_truncate64(integer, bigint)", "lo_unlink(oid)", "pg_notify(text, text)", "txid_current()", "pg_current_xact_id()"),
+]
 
 
 def bin_dir() -> Path:

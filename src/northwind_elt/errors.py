@@ -29,32 +29,25 @@ class NweltError(Exception):
         self.fixes = list(fixes)
 
 
-class ConfigError(NweltError):
-    """A setting or argument is invalid."""
+class ConfigError(NweltError): ...  # A setting or argument is invalid.
 
 
-class GateError(NweltError):
-    """An upstream step did not (fully) succeed for a day: this step must not run."""
+class GateError(NweltError): ...  # An upstream step did not (fully) succeed for a day: this step must not run.
 
 
-class PublishError(NweltError):
-    """Step 1's staged output cannot be published."""
+class PublishError(NweltError): ...  # Step 1's staged output cannot be published.
 
 
-class LoadError(NweltError):
-    """The load of a day cannot be committed."""
+class LoadError(NweltError): ...  # The load of a day cannot be committed.
 
 
-class ExportError(NweltError):
-    """The export cannot run for this day."""
+class ExportError(NweltError): ...  # The export cannot run for this day.
 
 
-class LockBusy(NweltError):
-    """Another run holds the day (or the checkout's plugin state)."""
+class LockBusy(NweltError): ...  # Another run holds the day (or the checkout's plugin state).
 
 
-class LedgerError(NweltError):
-    """The run ledger (or the server it lives in) cannot be used."""
+class LedgerError(NweltError): ...  # The run ledger (or the server it lives in) cannot be used.
 
 
 def rerun(step: str, day: dt.date) -> Fix:

@@ -3,16 +3,11 @@
     DATA_DIR/output/{D}/orders_details.csv    header + one line per order line, RFC 4180, \\n
     DATA_DIR/output/{D}/orders_details.json   a JSON array of objects, one per line of the CSV
 
-Rows are ordered by order_id, product_id; numbers keep their exact decimal text; the output
-holds no timestamp, so two exports of the same mart day are byte-identical. Both files are
-written into a temporary folder that replaces the day's folder in one rename.
-
-Provenance: the export writes the mart rows of D only if the mart build of D recorded the
-checksum of this DATA_DIR's landed day (Landing.landed_checksum: step 2 records it in raw._loads,
-the mart build in marts._orders_details_builds); rows another DATA_DIR built in a shared
-warehouse, or rows of an older landing of D, are refused. The check and the rows are read in one
-REPEATABLE READ transaction, so they are of the same build. A proven build of zero rows is exported
-as a header-only CSV and an empty JSON array.
+Rows ordered by order_id, product_id; numbers keep their exact decimal text; no timestamp, so two
+exports of a mart day are byte-identical. Both files are written into a folder that replaces the
+day's folder in one rename. The gate: the mart build of D (marts._orders_details_builds) passed
+dbt's tests and recorded the checksum of this DATA_DIR's landed day, with the rows the mart holds;
+checked in the export's own REPEATABLE READ snapshot. Zero rows: a header-only CSV and `[]`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""Fault-injection points for the reliability tests.
-
-`point("name")` does nothing unless the environment variable NWELT_FAULT names that point,
-in which case the process kills itself with SIGKILL right there: no cleanup, no exception
-handler, exactly like a machine losing power mid-write. The points sit in the middle of each
-step's writes, where a crash would hurt most.
-"""
+"""Fault-injection points for the reliability tests: `point("name")` kills the process with
+SIGKILL right there when NWELT_FAULT names it, like a power loss in the middle of a step's writes."""
 
 from __future__ import annotations
 

@@ -9,17 +9,12 @@
                                                     SHA-256, and the exact file list of its day
                                                     folder with each file's size and SHA-256
 
-target-jsonl writes into the project's .meltano/staging/{tap namespace}/ (it appends and drops
-SCHEMA messages); `publish` turns that into the layout above: every table folder is assembled and checked
-beside its final place first; then the task marker is removed, the folders are renamed in, and
-the marker is rewritten last, so a crash leaves either no marker (step 2 refuses) or a
-complete, consistent day, and an error before the swap leaves the previous day untouched.
-Nothing here holds a timestamp or run id, so a rerun of a day writes byte-identical files.
-
-The gate (`verify`, `check_day`) trusts only the task marker: every file step 2 reads is in it,
-the day's table folders and each folder's file list must match it exactly, and every file's digest
-must match (the records file is hashed once, while its rows are counted). `schema` parses
-`_schema.json` only from bytes whose digest matches the marker.
+target-jsonl writes into the checkout's .meltano/staging/{tap namespace}/; `publish` builds every
+table folder beside its place, removes the task marker, renames the folders in and writes the
+marker last: a crash leaves no marker (step 2 refuses) or a whole day; an error before the swap
+leaves the previous day. No timestamp or run id: a rerun writes byte-identical files. The gate
+(`verify`, `check_day`) trusts only the task marker: the day's folders, each folder's file list and
+every file's digest must match it. `schema` parses `_schema.json` only from bytes the marker names.
 """
 
 from __future__ import annotations

@@ -25,24 +25,17 @@ from .settings import Settings
 SCHEMA = """
 create schema if not exists ops;
 create table if not exists ops.runs (
-    run_id text primary key,
-    day date not null,
-    step text not null,
-    started_at timestamptz not null default clock_timestamp(),
-    ended_at timestamptz,
+    run_id text primary key, day date not null, step text not null,
+    started_at timestamptz not null default clock_timestamp(), ended_at timestamptz,
     outcome text not null check (outcome in ('running', 'succeeded', 'failed')),
-    rows jsonb not null default '{}',
-    error text,
-    rerun text not null,
-    log_path text,
-    host text not null,
-    owner_pid integer not null,                  -- the `meltano run` (on host) whose job it is
-    holder_pid integer, holder_start timestamptz, -- the session holding the run's locks
-    landing text                                  -- load: the digest of the landed day it loads
+    rows jsonb not null default '{}', error text, log_path text,
+    host text not null, owner_pid integer not null, -- the `meltano run` (on host) whose job it is
+    holder_pid integer, holder_start timestamptz,   -- the session holding the run's locks
+    landing text                                    -- load: the digest of the landed day it loads
 );
 create index if not exists runs_day_step on ops.runs (day, step, started_at);
 """
-_COLUMNS = "run_id, day, step, started_at, ended_at, outcome, rows, error, rerun, log_path, holder_pid, holder_start, landing"
+_COLUMNS = "run_id, day, step, started_at, ended_at, outcome, rows, error, log_path, holder_pid, holder_start, landing"
 # a running row is interrupted once the session holding its locks is gone
 _OUTCOME = (
     "case when outcome = 'running' and not exists (select 1 from pg_stat_activity a"
@@ -60,7 +53,6 @@ class Run:
     outcome: str  # running / succeeded / failed / interrupted (derived)
     rows: dict[str, int] = field(default_factory=dict)
     error: str | None = None
-    rerun: str = ""
     log_path: str | None = None
     holder: tuple[int, dt.datetime] | None = None  # the session holding its locks (pid, start)
     landing: str | None = None
@@ -113,17 +105,17 @@ class Ledger:
                     "is: repair it, or rename it aside (alter table ops.runs rename to runs_broken) and rerun to start a new one"
                 ) from None
 
-    def begin(self, day: dt.date, step: str, rerun: str, owner_pid: int, holder: tuple[int, dt.datetime] | None) -> Run:
+    def begin(self, day: dt.date, step: str, owner_pid: int, holder: tuple[int, dt.datetime] | None) -> Run:
         """Record a step run as running, owned by the `meltano run` process `owner_pid` on this host."""
         run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         with self._conn() as conn:
             started = conn.execute(
-                "insert into ops.runs (run_id, day, step, outcome, rerun, host, owner_pid, holder_pid, holder_start)"
-                " values (%s, %s, %s, 'running', %s, %s, %s, %s, %s) returning started_at",
-                (run_id, day, step, rerun, socket.gethostname(), owner_pid, *(holder or (None, None))),
+                "insert into ops.runs (run_id, day, step, outcome, host, owner_pid, holder_pid, holder_start)"
+                " values (%s, %s, %s, 'running', %s, %s, %s, %s) returning started_at",
+                (run_id, day, step, socket.gethostname(), owner_pid, *(holder or (None, None))),
             ).fetchone()
         assert started is not None
-        return Run(run_id, day, step, started[0], None, "running", rerun=rerun, holder=holder)
+        return Run(run_id, day, step, started[0], None, "running", holder=holder)
 
     def finish(self, run_id: str, outcome: str, rows: dict[str, int] | None = None, error: str | None = None) -> None:
         with self._conn() as conn:
@@ -141,7 +133,7 @@ class Ledger:
         columns = _COLUMNS.replace("outcome", _OUTCOME, 1)
         with self._conn() as conn:
             rows = conn.execute(f"select {columns} from ops.runs where {where} order by started_at", params).fetchall()
-        runs = [Run(*row[:10], holder=(row[10], row[11]) if row[10] else None, landing=row[12]) for row in rows]  # type: ignore[misc]
+        runs = [Run(*row[:9], holder=(row[9], row[10]) if row[9] else None, landing=row[11]) for row in rows]  # type: ignore[misc]
         return [
             replace(r, error=r.error or "the run ended without recording an outcome (killed?)") if r.outcome == "interrupted" else r
             for r in runs

@@ -1,14 +1,9 @@
-"""One writer per day: session-level advisory locks in the warehouse server.
-
-A step locks, for its day, what it writes exclusively and what it reads shared (registry.py): the
-two extracts run side by side, two runs of a day's step never interleave (the second is refused,
-or waits NWELT_LOCK_WAIT_SECONDS). A step whose plugin keeps state in the checkout (a catalog
-file, a staging folder, dbt's target/) also waits for that checkout's lock of the plugin.
-
-`elt:open-<step>` exits before its job's next task starts, so it cannot hold a session itself: it
-starts the holder (`python -m northwind_elt.locks`), which opens a session, takes the locks,
-reports, and waits. The server drops the locks with the session when `elt:close-<step>` ends it,
-when the owning `meltano run` ends without closing (its pidfd), or when the holder is killed."""
+"""One writer per day: session-level advisory locks in the warehouse server. A step locks what it
+writes exclusively and what it reads shared (registry.py), and waits for its checkout's lock of
+its plugin's local state. `elt:open-<step>` exits before the job goes on, so it starts the holder
+(`python -m northwind_elt.locks`): a session that takes the locks, reports, and waits. The server
+drops them with the session: when `elt:close-<step>` ends it, when the owning `meltano run` ends
+(its pidfd), or when the holder is killed."""
 
 from __future__ import annotations
 
@@ -36,15 +31,6 @@ from .settings import Settings
 def key(name: str) -> int:
     """The advisory lock key (a signed bigint) of a lock name."""
     return int.from_bytes(hashlib.sha256(f"northwind-elt {name}".encode()).digest()[:8], "big", signed=True)
-
-
-def wanted(settings: Settings, step: str, day: dt.date) -> list[tuple[str, str, bool]]:
-    """(name, mode, waits) of every lock `step` takes for `day`, in one fixed order (no deadlock)."""
-    names = [(f"{day} {resource}", mode, False) for resource, mode in sorted(get(step).locks().items())]
-    state = get(step).plugin_state
-    if state:  # local state of this checkout: named by host and folder
-        names.append((f"checkout {socket.gethostname()}:{settings.root} {state}", "exclusive", True))
-    return names
 
 
 def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
@@ -77,9 +63,13 @@ def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, w
 
 
 def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date) -> None:
-    """Take every lock of `step` for `day` in this session, or raise LockBusy."""
-    for name, mode, waits in wanted(settings, step, day):
-        _acquire(conn, name, mode, 3600 if waits else settings.lock_wait, f"{step} for {day}")
+    """Take every lock of `step` for `day` in this session, in one fixed order (no deadlock), or
+    raise LockBusy. The checkout's lock of the plugin (named by host and folder) waits."""
+    for resource, mode in sorted(get(step).locks().items()):
+        _acquire(conn, f"{day} {resource}", mode, settings.lock_wait, f"{step} for {day}")
+    if get(step).plugin_state:
+        name = f"checkout {socket.gethostname()}:{settings.root} {get(step).plugin_state}"
+        _acquire(conn, name, "exclusive", 3600, f"{step} for {day}")
 
 
 @contextmanager

@@ -40,11 +40,6 @@ def private_dirs(settings: Settings) -> list[Path]:
     ]
 
 
-def private_files(settings: Settings) -> list[Path]:
-    """Files that hold secrets: 0600 when they exist."""
-    return [settings.root / ".env"]
-
-
 def _private(path: Path, mode: int) -> None:
     try:
         info = path.lstat()
@@ -65,5 +60,4 @@ def secure(settings: Settings) -> None:
     if run.is_dir():  # configs a killed or plain `meltano run` left readable
         for path in [run, *run.rglob("*")]:
             _private(path, 0o700 if path.is_dir() else 0o600)
-    for path in private_files(settings):
-        _private(path, 0o600)
+    _private(settings.root / ".env", 0o600)

@@ -1,11 +1,7 @@
-"""The steps of the pipeline, defined once.
-
-Everything that needs the steps reads this module: the locks (what each step writes and reads),
-status (order, upstream steps), the runner, the glue tasks and the Airflow DAG (which loads this
-file by path, so it imports nothing outside the standard library). meltano.yml repeats the jobs
-(`elt:open-<step>`, the step's plugins, `elt:close-<step>`, and the `pipeline` job of them all):
-tests/unit/test_registry.py checks it against this file.
-"""
+"""The steps of the pipeline, defined once, for the locks, status, the runner, the glue tasks and
+the Airflow DAG (which loads this file by path: standard library only). meltano.yml repeats the
+jobs (`elt:open-<step>`, plugins, `elt:close-<step>`; `pipeline`): tests/unit/test_registry.py
+checks it against this file."""
 
 from __future__ import annotations
 

@@ -13,17 +13,18 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext, suppress
 from typing import TextIO
 
 from . import console, locks
 from .causes import find_cause, strip_log_prefix
-from .console import StepResult
-from .errors import ConfigError
+from .console import StepResult, error_line
+from .errors import ConfigError, LockBusy
 from .landing import Landing, source_of
 from .ledger import Ledger
-from .registry import get
+from .registry import NAMES, get
 from .settings import Settings, meltano_exe
 
 # lines of a Meltano run worth showing live (the full output is in the log file)
@@ -115,6 +116,7 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
     """Copy the job's output into its log, show progress, and say something at least every
     heartbeat; returns the job's exit code."""
     assert process.stdout is not None
+    secrets = [s for s in (settings.source.password, settings.warehouse.password) if s]
     last = started = time.monotonic()
     done = threading.Event()
 
@@ -132,7 +134,9 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
     threading.Thread(target=heartbeat, daemon=True).start()
     try:
         for line in process.stdout:
-            log.write(_redact(line, settings))
+            for secret in secrets:
+                line = line.replace(secret, "********")
+            log.write(line)
             short = _short(line) if not quiet and PROGRESS.search(line) else None
             if short is not None:
                 console.progress(step, short)
@@ -148,13 +152,6 @@ def _short(line: str) -> str | None:
     if "METRIC" in line and metric:
         return None if metric.group(1) == "0" else f"{metric.group(2)}: {metric.group(1)} rows"
     return line[:160]
-
-
-def _redact(line: str, settings: Settings) -> str:
-    for secret in (settings.source.password, settings.warehouse.password):
-        if secret:
-            line = line.replace(secret, "********")
-    return line
 
 
 def execute(settings: Settings, day: dt.date, steps: list[str], quiet: bool = False, announce: bool = False) -> list[StepResult]:
@@ -188,12 +185,34 @@ def execute(settings: Settings, day: dt.date, steps: list[str], quiet: bool = Fa
     return results
 
 
+def _stop(signum: int, frame: object) -> None:
+    stop_all()
+    raise SystemExit(128 + signum)
+
+
 def install_signal_handlers() -> None:
     """SIGTERM/SIGINT/SIGHUP (Airflow's timeout, make's Ctrl-C): stop the running jobs, then exit."""
-
-    def handler(signum: int, frame: object) -> None:
-        stop_all()
-        raise SystemExit(128 + signum)
-
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, handler)
+        signal.signal(sig, _stop)
+
+
+def execute_days(settings: Settings, days: list[dt.date]) -> Iterator[list[StepResult]]:
+    """Run the whole pipeline for each of `days` (NWELT_BACKFILL_DAYS side by side, each as `make
+    pipeline` runs it; a step waits for the other day's run of its plugin, so the days fall in line
+    one step apart), yielding each day's results in day order. A failed day does not stop the
+    others. When the caller stops, no day that has not started starts."""
+
+    def run(day: dt.date) -> list[StepResult]:
+        try:
+            return execute(settings, day, NAMES, True, True)
+        except LockBusy as exc:  # another run has this day: report it, go on with the others
+            return [StepResult(NAMES[0], day, False, 0.0, cause=error_line(exc))]
+
+    with ThreadPoolExecutor(min(settings.backfill_days, len(days))) as pool:
+        futures = [pool.submit(run, day) for day in days]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()

@@ -130,14 +130,7 @@ def load(root: Path = ROOT) -> Settings:
         value = env.get(name, "")
         return value if value != "" else default
 
-    def port(name: str, default: int) -> int:
-        raw = get(name, str(default))
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a port number: set it to an integer in .env") from None
-
-    def number(name: str, default: float, low: float, high: float, kind: type = float) -> float:
+    def number(name: str, default: float, low: float = 1, high: float = 65535, kind: type = int) -> float:
         raw = get(name, str(default))
         try:
             value = kind(raw)
@@ -158,7 +151,7 @@ def load(root: Path = ROOT) -> Settings:
     db_mode = get("NWELT_DB", "embedded")
     if db_mode not in ("embedded", "external"):
         raise ConfigError(f"NWELT_DB={db_mode!r}: use 'embedded' (default) or 'external'")
-    pg_port = port("NWELT_PG_PORT", DEFAULT_PG_PORT)
+    pg_port = int(number("NWELT_PG_PORT", DEFAULT_PG_PORT))
     default_host = "127.0.0.1" if db_mode == "embedded" else ""
 
     def conn(prefix: str, database: str, user: str) -> PgConn:
@@ -167,7 +160,7 @@ def load(root: Path = ROOT) -> Settings:
             raise ConfigError(f"NWELT_DB=external needs {prefix}_PG_HOST (see .env.example)")
         return PgConn(
             host=host,
-            port=port(f"{prefix}_PG_PORT", pg_port),
+            port=int(number(f"{prefix}_PG_PORT", pg_port)),
             database=get(f"{prefix}_PG_DATABASE", database),
             user=get(f"{prefix}_PG_USER", user),
             password=get(f"{prefix}_PG_PASSWORD"),
@@ -184,10 +177,10 @@ def load(root: Path = ROOT) -> Settings:
         source=conn("SOURCE", "northwind", "northwind_reader"),
         warehouse=conn("WAREHOUSE", "warehouse", "warehouse_loader"),
         env={k: v for k, v in env.items() if k.isupper()},
-        lock_wait=number("NWELT_LOCK_WAIT_SECONDS", 0, 0, 86400),
-        heartbeat_seconds=number("NWELT_HEARTBEAT_SECONDS", 10, 0.1, 3600),
-        backfill_days=int(number("NWELT_BACKFILL_DAYS", 2, 1, 8, int)),
-        docs_port=int(number("DOCS_PORT", 8081, 1, 65535, int)),
+        lock_wait=number("NWELT_LOCK_WAIT_SECONDS", 0, 0, 86400, float),
+        heartbeat_seconds=number("NWELT_HEARTBEAT_SECONDS", 10, 0.1, 3600, float),
+        backfill_days=int(number("NWELT_BACKFILL_DAYS", 2, 1, 8)),
+        docs_port=int(number("DOCS_PORT", 8081)),
         shared_dir=Path(get("NORTHWIND_SHARED_DIR", str(root.parent / "shared" / "northwind"))),
     )
 

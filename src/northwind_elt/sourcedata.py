@@ -1,9 +1,8 @@
 """Where the challenge's source files come from (they are never committed).
 
-Order of preference: the project's git-ignored source-data folder; a copy from
-`../shared/northwind/` beside the repository; a download from the challenge's public repository
-at a pinned commit. Copies and downloads are checked against pinned SHA-256 sums and written
-atomically.
+Order of preference: the project's git-ignored source-data folder; a copy from `../shared/northwind/`
+beside the repository; a download from the challenge's public repository at a pinned commit;
+checked against pinned SHA-256 sums and written atomically.
 """
 
 from __future__ import annotations

@@ -16,16 +16,11 @@ def step_states(runs: dict[str, Run]) -> dict[str, str]:
     states: dict[str, str] = {}
     for step in NAMES:
         run = runs.get(step)
-        if run is None:
-            states[step] = "not run"
-            continue
-        state = run.outcome
-        if state == "succeeded":
-            for up in get(step).upstream:
-                upstream = runs.get(up)
-                if states.get(up) != "succeeded" or (upstream and upstream.ended_at and upstream.ended_at > run.started_at):
-                    state = "stale"
-        states[step] = state
+        states[step] = "not run" if run is None else run.outcome
+        for up in get(step).upstream if states[step] == "succeeded" else ():
+            ended = runs[up].ended_at if up in runs else None
+            if states[up] != "succeeded" or (run and ended and ended > run.started_at):
+                states[step] = "stale"
     return states
 
 

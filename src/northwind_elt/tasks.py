@@ -1,11 +1,8 @@
-"""The glue tasks that open and close every step's Meltano job (`elt:open-<step>`, `elt:close-<step>`).
-
-Every entry point (make, nwelt, Airflow, a plain `meltano run <job>`) runs a step as its Meltano
-job, so every run gets the same guarantees here. Open: the step's locks (locks.py), its ledger
-row, its gate, its input prepared. Close: the step's work finished (publish, commit, mark tested,
-export), success recorded with rows per table, the locks released. Each gate reads the data's own
-record: the landing markers (load), `raw._loads` (transform), the mart's build record (export, in
-export.py). A refused gate or a failed close is recorded as a failed run, with the cause."""
+"""The glue tasks that open and close every step's Meltano job, whoever starts it (make, nwelt,
+Airflow, a plain `meltano run`). Open (`elt:open-<step>`): locks, ledger row, the gate, the input
+prepared. Close (`elt:close-<step>`): publish, commit, mark tested or export; success recorded;
+locks released. Each gate reads the data's own record: the landing markers (load), `raw._loads`
+(transform), the mart's build record (export, in export.py). A refusal is recorded as a failure."""
 
 from __future__ import annotations
 
@@ -43,15 +40,16 @@ def _open_transform(settings: Settings, run: Run) -> None:
     """Transform's gate: raw holds a load of D made from the landed files that are there now."""
     day = run.day
     landed, loaded = Landing(settings.data_dir).landed_checksum(day), warehouse.loaded_checksum(settings, day)
-    fix = [Fix(day=day)] if landed is None else [resume("load", day)]
     if loaded is None:
-        raise GateError(f"transform refuses to run for {day}: the load of {day} has not run", fix)
-    if landed != loaded:
         raise GateError(
-            f"transform refuses to run for {day}: the warehouse's raw rows of {day} were loaded from other landed files "
-            f"than this DATA_DIR's ({settings.data_dir}) holds now: the landed files of {day} changed after the load, "
-            f"or another DATA_DIR sharing the warehouse loaded {day} since",
-            fix,
+            f"transform refuses to run for {day}: the load of {day} has not run", [Fix(day=day) if landed is None else resume("load", day)]
+        )
+    if loaded != landed:
+        raise GateError(
+            f"transform refuses to run for {day}: the warehouse's raw rows of {day} were loaded from other landed files than this "
+            f"DATA_DIR's ({settings.data_dir}) holds now: the landed files of {day} changed after the load, or another DATA_DIR "
+            f"sharing the warehouse loaded {day} since",
+            [Fix(day=day) if landed is None else resume("load", day)],
         )
 
 
@@ -111,17 +109,16 @@ CLOSERS: dict[str, Callable[[Settings, Run], dict[str, int]]] = {
 
 # -- the tasks ---------------------------------------------------------------------------------
 def _recorded_failure(ledger: Ledger, run: Run, exc: Exception) -> None:
-    cause = error_line(exc) if isinstance(exc, NweltError) else f"{type(exc).__name__}: {exc}"
-    ledger.finish(run.run_id, "failed", error=cause)
+    ledger.finish(run.run_id, "failed", error=error_line(exc) if isinstance(exc, NweltError) else f"{type(exc).__name__}: {exc}")
 
 
-def open_step(settings: Settings, step: str, day: dt.date, rerun_text: str) -> Run:
+def open_step(settings: Settings, step: str, day: dt.date) -> Run:
     """`elt:open-<step>`: locks, ledger row, gate, preparation."""
     owner = os.getppid()  # the `meltano run` process: the locks live as long as it does at most
     holder = locks.start_holder(settings, step, day, owner)
     ledger = Ledger(settings)
     try:
-        run = ledger.begin(day, step, rerun_text, owner, holder)
+        run = ledger.begin(day, step, owner, holder)
         try:
             OPENERS[step](settings, run)
         except Exception as exc:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from northwind_elt import backfill
+from northwind_elt import runner as backfill  # execute_days: the backfill
 from northwind_elt import settings as settings_mod
 from northwind_elt.console import StepResult
 from northwind_elt.errors import ConfigError

@@ -26,7 +26,7 @@ def session(settings: Settings) -> tuple[psycopg.Connection, tuple[int, dt.datet
 def test_a_run_is_recorded_and_closed(warehouse: Settings) -> None:
     ledger = Ledger(warehouse)
     holder, ident = session(warehouse)
-    begun = ledger.begin(DAY, "load", "make load DATE=2024-01-01", os.getpid(), ident)
+    begun = ledger.begin(DAY, "load", os.getpid(), ident)
     assert ledger.latest(DAY)["load"] == begun
     ledger.update(begun.run_id, "landing", "abc")
     ledger.update(begun.run_id, "log_path", "/tmp/x.log")
@@ -47,7 +47,7 @@ def test_a_run_is_recorded_and_closed(warehouse: Settings) -> None:
 def test_a_running_run_whose_lock_session_ended_is_interrupted(warehouse: Settings) -> None:
     ledger = Ledger(warehouse)
     holder, ident = session(warehouse)
-    ledger.begin(DAY, "extract-csv", "make extract-csv DATE=2024-01-01", os.getpid(), ident)
+    ledger.begin(DAY, "extract-csv", os.getpid(), ident)
     assert ledger.latest(DAY)["extract-csv"].outcome == "running"
     holder.close()  # the holder died: the server ends its session
     run = ledger.latest(DAY)["extract-csv"]
@@ -56,11 +56,11 @@ def test_a_running_run_whose_lock_session_ended_is_interrupted(warehouse: Settin
 
 def test_latest_is_per_step_and_of_owner_per_meltano_process(warehouse: Settings) -> None:
     ledger = Ledger(warehouse)
-    first = ledger.begin(DAY, "transform", "", 111, None).run_id
+    first = ledger.begin(DAY, "transform", 111, None).run_id
     ledger.finish(first, "failed", error="boom")
-    second = ledger.begin(DAY, "transform", "", 222, None).run_id
+    second = ledger.begin(DAY, "transform", 222, None).run_id
     ledger.finish(second, "succeeded")
-    ledger.begin(DAY + dt.timedelta(days=1), "transform", "", 111, None)
+    ledger.begin(DAY + dt.timedelta(days=1), "transform", 111, None)
     assert ledger.latest(DAY)["transform"].run_id == second
     owned = ledger.of_owner(DAY, "transform", 111)
     assert owned is not None and owned.run_id == first and owned.error == "boom"

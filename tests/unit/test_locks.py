@@ -59,7 +59,7 @@ def until(condition, seconds: float = 10) -> bool:  # type: ignore[no-untyped-de
 
 def test_one_run_of_a_days_step_at_a_time_naming_the_holder(env: Settings, owner: subprocess.Popen[bytes]) -> None:
     holder = locks.start_holder(env, "extract-postgres", DAY, owner.pid)
-    Ledger(env).begin(DAY, "extract-postgres", "", owner.pid, holder)
+    Ledger(env).begin(DAY, "extract-postgres", owner.pid, holder)
     with pytest.raises(
         LockBusy,
         match=rf"extract-postgres for {DAY} is busy: {DAY} postgres is held by extract-postgres for {DAY} \(meltano run pid {owner.pid}",

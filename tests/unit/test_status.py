@@ -24,7 +24,6 @@ def run(step: str, outcome: str, start: int, end: int | None = None) -> Run:
         outcome=outcome,
         rows={"t": 3},
         error=None if outcome == "succeeded" else "boom",
-        rerun="",
         log_path=None,
     )
 
