@@ -76,7 +76,7 @@ $(LINT_STAMP): requirements-dev.txt $(SETUP_STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-lint: setup $(LINT_STAMP) ## ruff (check, format --check), sqlfluff on transform/, mypy on src/ (no database)
+lint: setup $(LINT_STAMP) ## ruff (check, format --check), sqlfluff on transform/, mypy --strict on src/, the taps and the DAG
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	cd transform && ../$(BIN)/sqlfluff lint .

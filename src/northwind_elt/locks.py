@@ -3,7 +3,7 @@ writes exclusively and what it reads shared (registry.py), and waits for its che
 its plugin's local state. `elt:open-<step>` exits before the job goes on, so it starts the holder
 (`python -m northwind_elt.locks`): a session that takes the locks, reports, and waits. The server
 drops them with the session: when `elt:close-<step>` ends it, when the owning `meltano run` ends
-(its pidfd), or when the holder is killed."""
+(a pidfd), or when the holder is killed."""
 
 from __future__ import annotations
 
@@ -84,19 +84,14 @@ def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
 def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) -> tuple[int, dt.datetime]:
     """Start the holder of `step`'s locks for `day`, living as long as process `owner_pid` does at
     most; returns its session (server pid, backend start) once it holds them."""
-    owner = os.pidfd_open(owner_pid)
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "northwind_elt.locks", step, day.isoformat(), str(owner)],
-            pass_fds=(owner,),
-            start_new_session=True,  # a Ctrl-C of the job's process group does not reach it
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-    finally:
-        os.close(owner)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "northwind_elt.locks", step, day.isoformat(), str(owner_pid)],
+        start_new_session=True,  # a Ctrl-C of the job's process group does not reach it
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stdout is not None
     with process.stdout:
         for line in process.stdout:
@@ -125,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     """The holder: take the locks, say so on stdout, wait for the owner or the session to end."""
     from . import settings as settings_mod
 
-    step, day, owner_fd = argv or sys.argv[1:]
+    step, day, owner = argv or sys.argv[1:]
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     try:
+        owner_fd = os.pidfd_open(int(owner))  # alive: its open task waits for this process (Linux 5.3+)
         settings = settings_mod.load()
         conn = connect(settings)
         take(conn, settings, step, dt.date.fromisoformat(day))
@@ -141,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"held {pid} {start.isoformat()}", flush=True)
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the open task has read all it needs
-    select.select([int(owner_fd), conn.fileno()], [], [])  # the job ended, or the session did
+    select.select([owner_fd, conn.fileno()], [], [])  # the job ended, or the session did
     return 0
 
 
