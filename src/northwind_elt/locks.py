@@ -1,24 +1,24 @@
 """One writer per day: session-level advisory locks in the warehouse server. A step locks what it
 writes exclusively and what it reads shared (registry.py), and waits for its checkout's lock of
-its plugin's local state. `elt:open-<step>` exits before the job goes on, so it starts the holder
-(`python -m northwind_elt.locks`): a session that takes the locks, reports, and waits. The server
-drops them with the session: when `elt:close-<step>` ends it, when the owning `meltano run` ends
-(a pidfd), or when the holder is killed."""
+its plugin's local state. `elt:open-<step>` exits before the job goes on, so it forks the holder,
+a process whose session takes the locks, reports, and waits. The server drops them with the
+session: when `elt:close-<step>` ends it, when the owning `meltano run` ends (a pidfd), or when
+the holder is killed."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 
@@ -49,7 +49,7 @@ def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
     return f"{step} for {day} (meltano run pid {pid} on {host}, since {started:%H:%M:%S})"
 
 
-def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, what: str) -> None:
+def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, what: str, say: Callable[[str], object] = print) -> None:
     """Take lock `name` for `what` in this session, waiting up to `wait` seconds (saying so once)."""
     function = "pg_try_advisory_lock_shared" if mode == SHARED else "pg_try_advisory_lock"
     deadline, said = time.monotonic() + wait, False
@@ -57,19 +57,19 @@ def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, w
         if time.monotonic() >= deadline:
             raise LockBusy(f"{what} is busy: {name} is held by {_holder_of(conn, name)}; wait for it to finish and rerun")
         if not said:
-            print(f"waiting {what} waits: {name} is in use by {_holder_of(conn, name)}", flush=True)
+            say(f"  waiting: {what} waits: {name} is in use by {_holder_of(conn, name)}")
             said = True
         time.sleep(0.2)
 
 
-def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date) -> None:
+def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date, say: Callable[[str], object] = print) -> None:
     """Take every lock of `step` for `day` in this session, in one fixed order (no deadlock), or
     raise LockBusy. The checkout's lock of the plugin (named by host and folder) waits."""
     for resource, mode in sorted(get(step).locks().items()):
-        _acquire(conn, f"{day} {resource}", mode, settings.lock_wait, f"{step} for {day}")
+        _acquire(conn, f"{day} {resource}", mode, settings.lock_wait, f"{step} for {day}", say)
     if get(step).plugin_state:
         name = f"checkout {socket.gethostname()}:{settings.root} {get(step).plugin_state}"
-        _acquire(conn, name, "exclusive", 3600, f"{step} for {day}")
+        _acquire(conn, name, "exclusive", 3600, f"{step} for {day}", say)
 
 
 @contextmanager
@@ -82,31 +82,25 @@ def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
 
 
 def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) -> tuple[int, dt.datetime]:
-    """Start the holder of `step`'s locks for `day`, living as long as process `owner_pid` does at
+    """Fork the holder of `step`'s locks for `day`, living as long as process `owner_pid` does at
     most; returns its session (server pid, backend start) once it holds them."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "northwind_elt.locks", step, day.isoformat(), str(owner_pid)],
-        start_new_session=True,  # a Ctrl-C of the job's process group does not reach it
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    with process.stdout:
-        for line in process.stdout:
+    read, write = os.pipe()
+    sys.stdout.flush()
+    if os.fork() == 0:  # the holder: what it prints goes to the pipe
+        os.close(read)
+        _hold(settings, step, day, owner_pid, write)
+    os.close(write)
+    with os.fdopen(read) as replies:
+        for line in replies:
             kind, _, rest = line.rstrip("\n").partition(" ")
-            if kind == "waiting":
-                print(f"  waiting: {rest}", flush=True)
+            if kind == "say":
+                print(rest, flush=True)
             elif kind == "held":
                 pid, start = rest.split(" ", 1)
-                process.returncode = 0  # it runs on, detached, until the step closes or its job ends
                 return int(pid), dt.datetime.fromisoformat(start)
             else:
-                process.wait()
                 raise (LockBusy if kind == "busy" else LedgerError)(rest)
-    process.wait()
-    raise LedgerError(f"the lock holder of {step} for {day} ended before it held the locks (exit {process.returncode})")
+    raise LedgerError(f"the lock holder of {step} for {day} ended before it held the locks")
 
 
 def release(settings: Settings, holder: tuple[int, dt.datetime]) -> None:
@@ -116,30 +110,31 @@ def release(settings: Settings, holder: tuple[int, dt.datetime]) -> None:
         conn.execute("select pg_terminate_backend(pid, 10000) from pg_stat_activity where pid = %s and backend_start = %s", holder)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The holder: take the locks, say so on stdout, wait for the owner or the session to end."""
-    from . import settings as settings_mod
+def _hold(settings: Settings, step: str, day: dt.date, owner_pid: int, out: int) -> NoReturn:
+    """The holder: its own session (a Ctrl-C of the job does not reach it), the locks, a line on
+    `out` saying so, then wait until the owner or the server session ends. Never returns."""
 
-    step, day, owner = argv or sys.argv[1:]
-    for sig in (signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+    def say(line: str) -> None:
+        os.write(out, f"{line}\n".encode())
+
     try:
-        owner_fd = os.pidfd_open(int(owner))  # alive: its open task waits for this process (Linux 5.3+)
-        settings = settings_mod.load()
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # Meltano waits for its pipes to close
+            os.dup2(devnull, fd)
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        owner = os.pidfd_open(owner_pid)  # alive: its open task waits for this process (Linux 5.3+)
         conn = connect(settings)
-        take(conn, settings, step, dt.date.fromisoformat(day))
+        take(conn, settings, step, day, lambda line: say(f"say {line}"))
         pid, start = conn.execute("select pid, backend_start from pg_stat_activity where pid = pg_backend_pid()").fetchone()  # type: ignore[misc]
+        say(f"held {pid} {start.isoformat()}")
+        os.close(out)  # the open task has read all it needs
+        select.select([owner, conn.fileno()], [], [])  # the job ended, or the session did
     except LockBusy as exc:
-        print(f"busy {exc.message}", flush=True)
-        return 1
-    except Exception as exc:  # reported by the open task, in one line
-        print(f"error {getattr(exc, 'message', None) or f'{type(exc).__name__}: {exc}'}", flush=True)
-        return 1
-    print(f"held {pid} {start.isoformat()}", flush=True)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the open task has read all it needs
-    select.select([owner_fd, conn.fileno()], [], [])  # the job ended, or the session did
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        say(f"busy {exc.message}")
+    except BaseException as exc:  # reported by the open task, in one line
+        with contextlib.suppress(OSError):
+            say(f"error {getattr(exc, 'message', None) or f'{type(exc).__name__}: {exc}'}")
+    finally:
+        os._exit(0)

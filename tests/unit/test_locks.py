@@ -3,6 +3,7 @@ run beside whom, and a lock that ends with its holder or its owner, whatever kil
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -84,9 +85,9 @@ def test_the_two_extracts_run_side_by_side_and_release_frees_the_day(env: Settin
     assert held(env, load)
 
 
-def test_a_busy_day_is_waited_for_when_asked(env: Settings, owner: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_busy_day_is_waited_for_when_asked(env: Settings, owner: subprocess.Popen[bytes]) -> None:
     first = locks.start_holder(env, "export", DAY, owner.pid)
-    monkeypatch.setenv("NWELT_LOCK_WAIT_SECONDS", "30")
+    env = dataclasses.replace(env, lock_wait=30)  # NWELT_LOCK_WAIT_SECONDS, nwelt --wait
     started = time.monotonic()
     threading.Timer(1.0, locks.release, (env, first)).start()
     second = locks.start_holder(env, "export", DAY, owner.pid)[0]
@@ -95,11 +96,13 @@ def test_a_busy_day_is_waited_for_when_asked(env: Settings, owner: subprocess.Po
 
 @pytest.mark.parametrize("killed", ["owner", "holder"])
 def test_the_lock_ends_with_its_owner_or_its_holder(env: Settings, killed: str) -> None:
+    def children() -> set[int]:
+        return {int(p) for p in subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()}
+
     owner = subprocess.Popen(["sleep", "600"])
+    before = children()
     pid, _ = locks.start_holder(env, "transform", DAY, owner.pid)
-    holder_os_pid = int(
-        subprocess.run(["pgrep", "-f", f"northwind_elt.locks transform {DAY}"], capture_output=True, text=True).stdout.split()[0]
-    )
+    (holder_os_pid,) = children() - before  # forked from this process
     os.kill(owner.pid if killed == "owner" else holder_os_pid, signal.SIGKILL)
     owner.wait() if killed == "owner" else None
     assert until(lambda: not held(env, pid)), "the server kept the lock of a dead run"
