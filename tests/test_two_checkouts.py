@@ -9,6 +9,7 @@ machines would run it: the second checkout reaches the first one's server as an 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, Project
+from northwind_elt.ledger import Ledger
 
 DAY = "2024-05-01"
 
@@ -68,6 +70,7 @@ def make(checkout: Path, env: dict[str, str], *args: str) -> subprocess.Complete
 
 def test_two_checkouts_share_one_history_and_one_set_of_locks(project: Project, second: Project) -> None:
     b: Path = second.root  # type: ignore[attr-defined]
+    Ledger(project.settings).latest(dt.date.fromisoformat(DAY))  # the ledger exists before the first run polls it
     env_a = {**os.environ, **project.env, "RUN_DATE": DAY}
     first = subprocess.Popen(
         [str(ROOT / ".venv/bin/meltano"), "run", "extract-postgres"],

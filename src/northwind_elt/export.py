@@ -46,11 +46,12 @@ def _exists(conn: psycopg.Connection, table: str = MART) -> bool:
     return conn.execute("select to_regclass(%s)", (f"{MART_SCHEMA}.{table}",)).fetchone()[0] is not None  # type: ignore[index]
 
 
-def _build_record(conn: psycopg.Connection, day: dt.date) -> tuple[str | None, int, dt.datetime, dt.datetime | None] | None:
+def _build_record(conn: psycopg.Connection, day: dt.date) -> tuple[str | None, int, dt.datetime, str | None] | None:
     """The transform's record of building `day` (landed checksum, rows, built_at, tested_at), if any."""
     if not _exists(conn) or not _exists(conn, BUILDS):
         return None
-    query = sql.SQL("select landed_sha256, rows, built_at, tested_at from {} where snapshot_date = %s")
+    # tested_at as JSON: a record of an older build table (no such column) reads as untested
+    query = sql.SQL("select landed_sha256, rows, built_at, to_jsonb(b) ->> 'tested_at' from {} b where snapshot_date = %s")
     return conn.execute(query.format(sql.Identifier(MART_SCHEMA, BUILDS)), (day,)).fetchone()
 
 

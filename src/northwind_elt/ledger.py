@@ -30,6 +30,7 @@ create table if not exists ops.runs (
     outcome text not null check (outcome in ('running', 'succeeded', 'failed')),
     rows jsonb not null default '{}', error text, log_path text,
     host text not null, owner_pid integer not null, -- the `meltano run` (on host) whose job it is
+    job text,                                       -- the token nwelt gave the job (NWELT_JOB)
     holder_pid integer, holder_start timestamptz,   -- the session holding the run's locks
     landing text                                    -- load: the digest of the landed day it loads
 );
@@ -69,22 +70,22 @@ class Run:
 _READY: set[str] = set()  # warehouses whose ops schema this process has seen
 
 
-def connect(settings: Settings) -> psycopg.Connection[Any]:
+def connect(settings: Settings, **options: str) -> psycopg.Connection[Any]:
     """An autocommit connection to the warehouse, where the ledger and the locks live (the ops
-    schema created on first use)."""
-    try:
-        conn = psycopg.connect(settings.warehouse.conninfo(application_name="northwind-elt ops"), autocommit=True)
-    except psycopg.OperationalError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        fix = "start it with `make db-up`" if settings.embedded else "check WAREHOUSE_PG_* and that the server runs"
-        raise LedgerError(f"cannot reach the run ledger on the warehouse {settings.warehouse.describe()}: {first}; {fix}") from None
+    schema created on first use); `options`: server settings of the session."""
     where = settings.warehouse.describe()
-    if where not in _READY:
-        if conn.execute("select to_regclass('ops.runs')").fetchone() == (None,):
+    extra = {"options": " ".join(f"-c {k}={v}" for k, v in options.items())} if options else {}
+    try:
+        conn = psycopg.connect(settings.warehouse.conninfo(application_name="northwind-elt ops", **extra), autocommit=True)
+        if where not in _READY and conn.execute("select to_regclass('ops.runs')").fetchone() == (None,):
             with conn.transaction():  # one creator at a time: concurrent `create … if not exists` can collide
                 conn.execute("select pg_advisory_xact_lock(hashtext('northwind-elt ops schema'))")
                 conn.execute(SCHEMA)
-        _READY.add(where)
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        fix = "start it with `make db-up`" if settings.embedded else "check WAREHOUSE_PG_* and that the server runs"
+        raise LedgerError(f"cannot use the run ledger on the warehouse {where}: {first}; {fix}") from None
+    _READY.add(where)
     return conn
 
 
@@ -105,14 +106,14 @@ class Ledger:
                     "is: repair it, or rename it aside (alter table ops.runs rename to runs_broken) and rerun to start a new one"
                 ) from None
 
-    def begin(self, day: dt.date, step: str, owner_pid: int, holder: tuple[int, dt.datetime] | None) -> Run:
+    def begin(self, day: dt.date, step: str, owner_pid: int, holder: tuple[int, dt.datetime] | None, job: str = "") -> Run:
         """Record a step run as running, owned by the `meltano run` process `owner_pid` on this host."""
         run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         with self._conn() as conn:
             started = conn.execute(
-                "insert into ops.runs (run_id, day, step, outcome, host, owner_pid, holder_pid, holder_start)"
-                " values (%s, %s, %s, 'running', %s, %s, %s, %s) returning started_at",
-                (run_id, day, step, socket.gethostname(), owner_pid, *(holder or (None, None))),
+                "insert into ops.runs (run_id, day, step, outcome, host, owner_pid, holder_pid, holder_start, job)"
+                " values (%s, %s, %s, 'running', %s, %s, %s, %s, %s) returning started_at",
+                (run_id, day, step, socket.gethostname(), owner_pid, *(holder or (None, None)), job or None),
             ).fetchone()
         assert started is not None
         return Run(run_id, day, step, started[0], None, "running", holder=holder)
@@ -146,4 +147,9 @@ class Ledger:
     def of_owner(self, day: dt.date, step: str, owner_pid: int) -> Run | None:
         """The latest run of `step` for `day` owned by the `meltano run` process `owner_pid` here."""
         runs = self._select("day = %s and step = %s and host = %s and owner_pid = %s", (day, step, socket.gethostname(), owner_pid))
+        return runs[-1] if runs else None
+
+    def of_job(self, step: str, job: str) -> Run | None:
+        """The run of `step` in the job nwelt started with token `job`, if it began."""
+        runs = self._select("step = %s and job = %s", (step, job))
         return runs[-1] if runs else None

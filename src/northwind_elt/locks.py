@@ -39,6 +39,7 @@ def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
     row = conn.execute(
         "select r.step, r.day, r.host, r.owner_pid, r.started_at from pg_locks l"
         " join ops.runs r on r.holder_pid = l.pid and r.outcome = 'running'"
+        " and r.holder_start = (select backend_start from pg_stat_activity a where a.pid = l.pid)"
         " where l.locktype = 'advisory' and l.objsubid = 1 and l.classid = %s::bigint::oid and l.objid = %s::bigint::oid"
         " and l.granted order by r.started_at desc limit 1",
         ((k >> 32) & 0xFFFFFFFF, k & 0xFFFFFFFF),
@@ -49,8 +50,11 @@ def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
     return f"{step} for {day} (meltano run pid {pid} on {host}, since {started:%H:%M:%S})"
 
 
-def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, what: str, say: Callable[[str], object] = print) -> None:
-    """Take lock `name` for `what` in this session, waiting up to `wait` seconds (saying so once)."""
+def _acquire(
+    conn: psycopg.Connection[Any], name: str, mode: str, wait: float, what: str, say: Callable[[str], object] = print, owner: int = -1
+) -> None:
+    """Take lock `name` for `what` in this session, waiting up to `wait` seconds (saying so once),
+    and not after the process of pidfd `owner` has ended."""
     function = "pg_try_advisory_lock_shared" if mode == SHARED else "pg_try_advisory_lock"
     deadline, said = time.monotonic() + wait, False
     while conn.execute(f"select {function}(%s)", (key(name),)).fetchone() != (True,):
@@ -59,17 +63,21 @@ def _acquire(conn: psycopg.Connection[Any], name: str, mode: str, wait: float, w
         if not said:
             say(f"  waiting: {what} waits: {name} is in use by {_holder_of(conn, name)}")
             said = True
-        time.sleep(0.2)
+        if owner >= 0 and select.select([owner], [], [], 0.2)[0]:
+            raise LockBusy(f"{what} stopped while it waited for {name}")
+        time.sleep(0.2 if owner < 0 else 0)
 
 
-def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date, say: Callable[[str], object] = print) -> None:
+def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date, say: Callable[[str], object], owner: int) -> None:
     """Take every lock of `step` for `day` in this session, in one fixed order (no deadlock), or
-    raise LockBusy. The checkout's lock of the plugin (named by host and folder) waits."""
+    raise LockBusy. The plugin's state lock waits (a checkout's is named by host and folder)."""
     for resource, mode in sorted(get(step).locks().items()):
-        _acquire(conn, f"{day} {resource}", mode, settings.lock_wait, f"{step} for {day}", say)
-    if get(step).plugin_state:
-        name = f"checkout {socket.gethostname()}:{settings.root} {get(step).plugin_state}"
-        _acquire(conn, name, "exclusive", 3600, f"{step} for {day}", say)
+        _acquire(conn, f"{day} {resource}", mode, settings.lock_wait, f"{step} for {day}", say, owner)
+    state = get(step).plugin_state or ""
+    if state.startswith("checkout "):
+        state = f"checkout {socket.gethostname()}:{settings.root} {state.split()[1]}"
+    if state:
+        _acquire(conn, state, "exclusive", 3600, f"{step} for {day}", say, owner)
 
 
 @contextmanager
@@ -84,12 +92,17 @@ def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
 def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) -> tuple[int, dt.datetime]:
     """Fork the holder of `step`'s locks for `day`, living as long as process `owner_pid` does at
     most; returns its session (server pid, backend start) once it holds them."""
+    try:
+        owner = os.pidfd_open(owner_pid)  # alive: this task's parent
+    except OSError as exc:
+        raise LedgerError(f"cannot watch the `meltano run` process ({exc.strerror}): the locks need Linux 5.3+ (pidfd_open)") from None
     read, write = os.pipe()
     sys.stdout.flush()
     if os.fork() == 0:  # the holder: what it prints goes to the pipe
         os.close(read)
-        _hold(settings, step, day, owner_pid, write)
+        _hold(settings, step, day, owner, write)
     os.close(write)
+    os.close(owner)
     with os.fdopen(read) as replies:
         for line in replies:
             kind, _, rest = line.rstrip("\n").partition(" ")
@@ -106,11 +119,14 @@ def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) ->
 def release(settings: Settings, holder: tuple[int, dt.datetime]) -> None:
     """End the holder's session (that very session: pid and start): the server drops its locks
     before this returns."""
-    with connect(settings) as conn:
-        conn.execute("select pg_terminate_backend(pid, 10000) from pg_stat_activity where pid = %s and backend_start = %s", holder)
+    try:
+        with connect(settings) as conn:
+            conn.execute("select pg_terminate_backend(pid, 10000) from pg_stat_activity where pid = %s and backend_start = %s", holder)
+    except psycopg.Error:  # the server is gone, and the locks with it
+        pass
 
 
-def _hold(settings: Settings, step: str, day: dt.date, owner_pid: int, out: int) -> NoReturn:
+def _hold(settings: Settings, step: str, day: dt.date, owner: int, out: int) -> NoReturn:
     """The holder: its own session (a Ctrl-C of the job does not reach it), the locks, a line on
     `out` saying so, then wait until the owner or the server session ends. Never returns."""
 
@@ -124,9 +140,8 @@ def _hold(settings: Settings, step: str, day: dt.date, owner_pid: int, out: int)
             os.dup2(devnull, fd)
         for sig in (signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
-        owner = os.pidfd_open(owner_pid)  # alive: its open task waits for this process (Linux 5.3+)
-        conn = connect(settings)
-        take(conn, settings, step, day, lambda line: say(f"say {line}"))
+        conn = connect(settings, idle_session_timeout="0")  # idle for the whole step, by design
+        take(conn, settings, step, day, lambda line: say(f"say {line}"), owner)
         pid, start = conn.execute("select pid, backend_start from pg_stat_activity where pid = pg_backend_pid()").fetchone()  # type: ignore[misc]
         say(f"held {pid} {start.isoformat()}")
         os.close(out)  # the open task has read all it needs

@@ -17,7 +17,7 @@ class Step:
     writes: tuple[str, ...]  # day resources it changes (locked exclusively while it runs)
     reads: tuple[str, ...]  # day resources it reads (locked shared)
     plugins: str  # the Meltano block between elt:open-<name> and elt:close-<name> ("" = glue only)
-    plugin_state: str | None  # state of the checkout its plugin rewrites whatever the day (a lock)
+    plugin_state: str | None  # state its plugin rewrites whatever the day: "checkout X" or "warehouse X" (a lock)
     retries: int  # Airflow retries: only steps reading live sources can gain from a retry
 
     @property
@@ -30,10 +30,18 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("extract-postgres", (), ("postgres",), (), "tap-postgres target-jsonl-postgres", "tap-postgres", 2),
-    Step("extract-csv", (), ("csv",), (), "tap-northwind-csv target-jsonl-csv", "tap-northwind-csv", 2),
-    Step("load", ("extract-postgres", "extract-csv"), ("warehouse",), ("postgres", "csv"), "tap-landing target-postgres", "tap-landing", 0),
-    Step("transform", ("load",), ("warehouse",), ("postgres", "csv"), "dbt-postgres:build", "dbt", 0),
+    Step("extract-postgres", (), ("postgres",), (), "tap-postgres target-jsonl-postgres", "checkout tap-postgres", 2),
+    Step("extract-csv", (), ("csv",), (), "tap-northwind-csv target-jsonl-csv", "checkout tap-northwind-csv", 2),
+    Step(
+        "load",
+        ("extract-postgres", "extract-csv"),
+        ("warehouse",),
+        ("postgres", "csv"),
+        "tap-landing target-postgres",
+        "checkout tap-landing",
+        0,
+    ),
+    Step("transform", ("load",), ("warehouse",), ("postgres", "csv"), "dbt-postgres:build", "warehouse dbt", 0),
     Step("export", ("transform",), ("output",), ("warehouse",), "", None, 0),
 )
 NAMES: list[str] = [s.name for s in STEPS]

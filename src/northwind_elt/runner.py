@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext, suppress
@@ -21,7 +22,7 @@ from typing import TextIO
 from . import console, locks
 from .causes import find_cause, strip_log_prefix
 from .console import StepResult, error_line
-from .errors import ConfigError, LockBusy
+from .errors import ConfigError, LedgerError, LockBusy
 from .landing import Landing, source_of
 from .ledger import Ledger
 from .registry import NAMES, get
@@ -68,7 +69,8 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
         raise ConfigError(
             f"cannot write the log of {step} for {day} in {log_dir} ({exc.strerror}): free space or fix DATA_DIR, then rerun"
         ) from None
-    env = settings.meltano_env() | {"RUN_DATE": day.isoformat()}
+    token = uuid.uuid4().hex  # finds this job's run in the ledger, whatever pid Meltano had
+    env = settings.meltano_env() | {"RUN_DATE": day.isoformat(), "NWELT_JOB": token}
     started = time.monotonic()
     # --force: the project's locks decide who may run, not Meltano's job table (a killed run would
     # block the job for minutes); --no-state-update: every run is a full, stateless extract
@@ -93,7 +95,10 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
     except OSError as exc:
         raise ConfigError(f"cannot write the log {log_path} of {step} for {day} ({exc.strerror}): free space, then rerun") from None
     ledger = Ledger(settings)
-    run = ledger.of_owner(day, step, process.pid)
+    try:
+        run = ledger.of_job(step, token)
+    except LedgerError:  # the warehouse is out of reach: the job's log says why
+        run = None
     seconds = run.seconds if run and run.seconds is not None else time.monotonic() - started
     if run is not None:
         ledger.update(run.run_id, "log_path", str(log_path))

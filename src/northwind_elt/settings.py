@@ -190,6 +190,11 @@ def fault() -> str:
     return os.environ.get("NWELT_FAULT", "")
 
 
+def job() -> str:
+    """NWELT_JOB: the token nwelt gives each Meltano job it starts (recorded with the run)."""
+    return os.environ.get("NWELT_JOB", "")
+
+
 def run_date() -> str:
     """RUN_DATE: the day of a Meltano job (its glue tasks read it)."""
     return os.environ.get("RUN_DATE", "")

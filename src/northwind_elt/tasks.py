@@ -18,7 +18,7 @@ from .console import error_line
 from .errors import Fix, GateError, NweltError, PublishError, rerun, resume
 from .landing import Landing, source_of
 from .ledger import Ledger, Run
-from .settings import Settings
+from .settings import Settings, job
 
 
 # -- open: gate and preparation of each step ------------------------------------------------
@@ -32,7 +32,7 @@ def _open_extract(settings: Settings, run: Run) -> None:
 def _open_load(settings: Settings, run: Run) -> None:
     """The gate of step 2: both step-1 tasks succeeded for D and their files are intact."""
     Landing(settings.data_dir).check_day(run.day)
-    warehouse.drop_load_schemas(settings)  # left by failed or killed loads
+    warehouse.drop_load_schema(settings, run.day)  # left by a failed or killed load of the day
     Ledger(settings).update(run.run_id, "landing", Landing(settings.data_dir).landed_checksum(run.day) or "")
 
 
@@ -118,7 +118,7 @@ def open_step(settings: Settings, step: str, day: dt.date) -> Run:
     holder = locks.start_holder(settings, step, day, owner)
     ledger = Ledger(settings)
     try:
-        run = ledger.begin(day, step, owner, holder)
+        run = ledger.begin(day, step, owner, holder, job())
         try:
             OPENERS[step](settings, run)
         except Exception as exc:

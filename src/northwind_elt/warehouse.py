@@ -64,15 +64,11 @@ def loaded_checksum(settings: Settings, day: dt.date) -> str | None:
     return row[0] if row is not None and row[1] == 1 else None
 
 
-def drop_load_schemas(settings: Settings) -> None:
-    """Drop every load schema left by failed or killed loads (loads run one at a time: the open
-    task holds tap-landing's lock)."""
+def drop_load_schema(settings: Settings, day: dt.date) -> None:
+    """Drop the load schema of `day` a failed or killed load left (under the day's warehouse
+    lock; another day's, maybe being written by another worker, is its own load's to drop)."""
     with connect(settings) as conn:
-        leftovers = conn.execute(
-            "select nspname from pg_namespace where nspname ~ '^load_[0-9]{8}$' and pg_has_role(nspowner, 'USAGE')"
-        ).fetchall()
-        for (name,) in leftovers:
-            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(load_schema_name(day))))
 
 
 def commit(settings: Settings, day: dt.date, landed: str | None) -> dict[str, int]:

@@ -67,7 +67,7 @@ def test_latest_is_per_step_and_of_owner_per_meltano_process(warehouse: Settings
     assert ledger.of_owner(DAY, "load", 111) is None
 
 
-def test_first_use_from_many_processes_at_once_creates_the_ledger_once(warehouse: Settings) -> None:
+def test_first_use_from_many_connections_at_once_creates_the_ledger_once(warehouse: Settings) -> None:
     import northwind_elt.ledger as ledger_mod
 
     errors: list[BaseException] = []

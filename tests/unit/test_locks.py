@@ -1,5 +1,5 @@
-"""The day locks on a real PostgreSQL: the holder process (`python -m northwind_elt.locks`), who may
-run beside whom, and a lock that ends with its holder or its owner, whatever killed it."""
+"""The day locks on a real PostgreSQL: the holder the open task forks, who may run beside whom, and
+a lock that ends with its holder or its owner, whatever killed it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from northwind_elt import locks
-from northwind_elt.errors import LockBusy
+from northwind_elt.errors import LedgerError, LockBusy
 from northwind_elt.ledger import Ledger, connect
 from northwind_elt.settings import Settings
 
@@ -24,7 +24,7 @@ DAY = dt.date(2024, 1, 1)
 
 @pytest.fixture
 def env(warehouse: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The holder is a child process: it reads the warehouse from its environment."""
+    """Settings of the throwaway server, also in the environment (what the steps' children read)."""
     wh = warehouse.warehouse
     for name, value in {"HOST": wh.host, "PORT": str(wh.port), "DATABASE": wh.database, "USER": wh.user, "PASSWORD": wh.password}.items():
         monkeypatch.setenv(f"WAREHOUSE_PG_{name}", value)
@@ -117,3 +117,42 @@ def test_the_lock_ends_with_its_owner_or_its_holder(env: Settings, killed: str) 
 def test_lock_keys_are_stable_and_distinct() -> None:
     assert locks.key("2024-01-01 postgres") == locks.key("2024-01-01 postgres")
     assert len({locks.key(f"{d} {r}") for d in ("2024-01-01", "2024-01-02") for r in ("postgres", "csv", "warehouse", "output")}) == 8
+
+
+def test_a_holder_waiting_for_its_plugin_lets_go_when_its_job_ends(env: Settings, owner: subprocess.Popen[bytes]) -> None:
+    """Day 2 waits behind day 1 for the checkout's tap; its job is stopped meanwhile (Ctrl-C, a
+    timeout): the waiting holder ends too and frees day 2's locks."""
+    locks.start_holder(env, "extract-postgres", DAY, owner.pid)  # holds the checkout's tap-postgres
+    second = subprocess.Popen(["sleep", "600"])
+    refused: list[Exception] = []
+
+    def day_two() -> None:
+        try:
+            locks.start_holder(env, "extract-postgres", DAY + dt.timedelta(days=1), second.pid)
+        except (LockBusy, LedgerError) as exc:
+            refused.append(exc)
+
+    waiting = threading.Thread(target=day_two)
+    waiting.start()
+    day2 = f"{DAY + dt.timedelta(days=1)} postgres"
+    with connect(env) as conn:
+        assert until(
+            lambda: (
+                conn.execute(
+                    "select count(*) from pg_locks where locktype = 'advisory' and objid = %s::bigint::oid", (locks.key(day2) & 0xFFFFFFFF,)
+                ).fetchone()
+                == (1,)
+            )
+        )
+        second.kill()
+        second.wait()
+        assert until(
+            lambda: (
+                conn.execute(
+                    "select count(*) from pg_locks where locktype = 'advisory' and objid = %s::bigint::oid", (locks.key(day2) & 0xFFFFFFFF,)
+                ).fetchone()
+                == (0,)
+            )
+        )
+    waiting.join(10)
+    assert len(refused) == 1 and not waiting.is_alive()

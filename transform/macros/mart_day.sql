@@ -34,7 +34,12 @@
         built_at timestamptz not null default now(),
         tested_at timestamptz
     );
-    alter table {{ mart_builds_relation() }} add column if not exists tested_at timestamptz;
+    do $$ begin  -- a builds table from before tested_at
+        if not exists (select 1 from information_schema.columns where table_schema = '{{ this.schema }}'
+                       and table_name = '_{{ this.identifier }}_builds' and column_name = 'tested_at') then
+            alter table {{ mart_builds_relation() }} add column tested_at timestamptz;
+        end if;
+    end $$;
     {% if is_incremental() -%}
         delete from {{ this }} where snapshot_date = {{ run_date_literal() }};
     {%- endif %}
