@@ -146,10 +146,11 @@ class Ledger:
 
     def of_owner(self, day: dt.date, step: str, owner_pid: int) -> Run | None:
         """The latest run of `step` for `day` owned by the `meltano run` process `owner_pid` here."""
-        runs = self._select("day = %s and step = %s and host = %s and owner_pid = %s", (day, step, socket.gethostname(), owner_pid))
-        return runs[-1] if runs else None
+        return next(
+            reversed(self._select("day = %s and step = %s and host = %s and owner_pid = %s", (day, step, socket.gethostname(), owner_pid))),
+            None,
+        )
 
     def of_job(self, step: str, job: str) -> Run | None:
         """The run of `step` in the job nwelt started with token `job`, if it began."""
-        runs = self._select("step = %s and job = %s", (step, job))
-        return runs[-1] if runs else None
+        return next(reversed(self._select("step = %s and job = %s", (step, job))), None)

@@ -41,11 +41,8 @@ def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
     if incomplete is None:
         lines.append("  complete")
         return True, lines
-    last = runs.get(incomplete)
-    cause = last.error if last is not None and states[incomplete] in ("failed", "interrupted") else None
-    for i, command in enumerate(next_commands(incomplete, day, cause)):
-        lines.append(f"  {'next:' if i == 0 else 'then:'} {command}")
-    return False, lines
+    cause = runs[incomplete].error if states[incomplete] in ("failed", "interrupted") else None
+    return False, lines + [f"  {'next:' if i == 0 else 'then:'} {c}" for i, c in enumerate(next_commands(incomplete, day, cause))]
 
 
 def days_ending(last: dt.date, count: int) -> list[dt.date]:
@@ -55,10 +52,6 @@ def days_ending(last: dt.date, count: int) -> list[dt.date]:
 
 
 def print_days(settings: Settings, days: list[dt.date]) -> int:
-    ledger = Ledger(settings)
-    complete = True
-    for day in days:
-        ok, lines = report(ledger.latest(day), day)
-        complete = complete and ok
-        print("\n".join(lines))
-    return 0 if complete else 1
+    reports = [report(Ledger(settings).latest(day), day) for day in days]
+    print("\n".join(line for _, lines in reports for line in lines))
+    return 0 if all(ok for ok, _ in reports) else 1
