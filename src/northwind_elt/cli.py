@@ -11,7 +11,7 @@ import sysconfig
 import warnings
 from pathlib import Path
 
-from . import registry
+from . import database, registry
 from . import settings as settings_mod
 from .errors import ConfigError, LockBusy, NweltError
 from .settings import Settings, meltano_exe
@@ -131,10 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = _settings()
     last = settings_mod.parse_date(args.date)
-    if settings.embedded:  # the ledger lives in the server: start it, as the steps do
-        from .database import EmbeddedPostgres
-
-        EmbeddedPostgres(settings).up(sync_passwords=False)
+    database.ensure_running(settings)  # the ledger lives in the server: start it, as the steps do
     return print_days(settings, days_ending(last, args.days))
 
 
@@ -142,10 +139,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     settings = _settings()
     port = str(settings.docs_port)
     env = settings.meltano_env() | {"RUN_DATE": dt.date.today().isoformat()}
-    if settings.embedded:
-        from .database import EmbeddedPostgres
-
-        EmbeddedPostgres(settings).up(sync_passwords=False)
+    database.ensure_running(settings)
     generated = subprocess.run([meltano_exe(), "invoke", "dbt-postgres:docs-generate"], cwd=settings.root, env=env)
     if generated.returncode or args.generate_only:
         return generated.returncode

@@ -51,9 +51,7 @@ def commands_in(cause: str | None) -> list[str]:
 
 
 def next_commands(step: str, day: dt.date, cause: str | None) -> list[str]:
-    """What to run next after `step` failed for `day`: the commands its error names (a refused
-    gate names the upstream step to run again), then `step` and the steps after it; without
-    named commands, `step` and the steps after it."""
+    """What to run after `step` failed for `day`: the commands its error names, then the day from `step` on."""
     named = commands_in(cause)
     if not named:
         return resume_commands(step, day)

@@ -358,3 +358,9 @@ class EmbeddedPostgres:
         )
         if result.returncode != 0:
             raise ConfigError(f"seeding {database} from {script} failed: {result.stderr.strip()[-2000:]}")
+
+
+def ensure_running(settings: Settings) -> None:
+    """The embedded server up (a step, status and the docs need it); external servers are the user's."""
+    if settings.embedded:
+        EmbeddedPostgres(settings).up(sync_passwords=False)

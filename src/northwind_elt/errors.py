@@ -1,8 +1,5 @@
-"""One base error for every failure a user can fix, carrying the commands that fix it.
-
-Domain modules raise `NweltError` subclasses with a sentence saying what is wrong and `Fix`es
-saying which step to run for which day; only console.py turns a Fix into a command line.
-"""
+"""One base error for every failure a user can fix: a sentence saying what is wrong and `Fix`es
+saying which step to run for which day (only console.py turns a Fix into a command line)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""The run ledger: one row per step run in the warehouse server's `ops.runs`, one history for
-every process that reaches the warehouse, on any host. `elt:open-<step>` inserts a `running` row
-naming the session that holds the run's locks (locks.py); `elt:close-<step>` records the outcome.
-A `running` row whose lock session is gone (a kill, a failed plugin) reads as `interrupted`; when
-nwelt ran the job it records it `failed`, with the cause from the log. The ledger serves status and
-resume; the gates read the data's own records."""
+"""The run ledger: one row per step run in `ops.runs` on the warehouse server, one history for every
+host. `elt:open-<step>` inserts a `running` row naming the session holding the run's locks; close
+records the outcome. A `running` row whose lock session is gone reads as `interrupted` (nwelt
+records it `failed`, with the cause from the log). It serves status; gates read the data itself."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""One writer per day: session-level advisory locks in the warehouse server. A step locks what it
-writes exclusively and what it reads shared (registry.py), and waits for its checkout's lock of
-its plugin's local state. `elt:open-<step>` exits before the job goes on, so it forks the holder,
-a process whose session takes the locks, reports, and waits. The server drops them with the
-session: when `elt:close-<step>` ends it, when the owning `meltano run` ends (a pidfd), or when
-the holder is killed."""
+"""One writer per day: session-level advisory locks in the warehouse server, exclusive on what a step
+writes, shared on what it reads (registry.py), plus its plugin's state lock. `elt:open-<step>` forks
+a holder whose session takes them and waits; the server drops them with the session: when
+`elt:close-<step>` ends it, when the owning `meltano run` ends (a pidfd), or when the holder dies."""
 
 from __future__ import annotations
 
@@ -90,8 +88,8 @@ def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
 
 
 def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) -> tuple[int, dt.datetime]:
-    """Fork the holder of `step`'s locks for `day`, living as long as process `owner_pid` does at
-    most; returns its session (server pid, backend start) once it holds them."""
+    """Fork the holder of `step`'s locks for `day` (it lives as long as `owner_pid` at most); its
+    server session (pid, backend start) once it holds them."""
     try:
         owner = os.pidfd_open(owner_pid)  # alive: this task's parent
     except OSError as exc:
@@ -127,8 +125,7 @@ def release(settings: Settings, holder: tuple[int, dt.datetime]) -> None:
 
 
 def _hold(settings: Settings, step: str, day: dt.date, owner: int, out: int) -> NoReturn:
-    """The holder: its own session (a Ctrl-C of the job does not reach it), the locks, a line on
-    `out` saying so, then wait until the owner or the server session ends. Never returns."""
+    """The holder: its own process session, the locks, a line on `out`, then wait for the end."""
 
     def say(line: str) -> None:
         os.write(out, f"{line}\n".encode())

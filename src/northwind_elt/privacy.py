@@ -5,10 +5,9 @@ Two layers, both set here and nowhere else:
   every `elt:` task of a Meltano job, and all their children: Meltano, taps, targets, dbt)
   runs with umask 077, so whatever it creates is private to the user from its first byte,
   including files a SIGKILL leaves behind;
-- the folders where tools write secrets or run details (Meltano's generated plugin configs,
-  dbt's target/ and logs/, Airflow's home, the step logs) are made 0700, and `.env` and the
-  server log 0600. This also covers files written by a tool started outside
-  `nwelt` (a plain `meltano run`) and files left by an older version of the project.
+- the folders where tools write secrets or run details (Meltano's plugin configs, dbt's target/
+  and logs/, Airflow's home, the step logs) are made 0700 and `.env` 0600, also when a tool
+  started outside `nwelt` (a plain `meltano run`) or an older version of the project wrote them.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext, suppress
 from typing import TextIO
 
-from . import console, locks
+from . import console, database, locks
 from .causes import find_cause, strip_log_prefix
 from .console import StepResult, error_line
 from .errors import ConfigError, LedgerError, LockBusy
@@ -34,10 +35,8 @@ PROGRESS = re.compile(
     r"METRIC: .*\"record_count\".*|\d+ of \d+ (OK created|ERROR|FAIL)\b.*|Done\. PASS=.*)"
 )
 
-# the Meltano jobs this process runs: stopped with it (stop_all)
-_children: set[subprocess.Popen[str]] = set()
-_children_lock = threading.Lock()
-_stopping = threading.Event()  # set by stop_all: a job started after it is killed at once
+_children: set[subprocess.Popen[str]] = set()  # the Meltano jobs this process runs: stopped with it
+_children_lock, _stopping = threading.Lock(), threading.Event()  # _stopping: a job started after stop_all dies
 
 
 def die_with_parent() -> None:
@@ -49,13 +48,16 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def stop_all() -> None:
-    """Kill the Meltano jobs this process runs (their lock holders then end with them)."""
+def stop_all(signum: int = 0, frame: object = None) -> None:
+    """Kill the Meltano jobs this process runs (their lock holders end with them); as the handler
+    of a signal (Airflow's timeout, make's Ctrl-C), exit then."""
     with _children_lock:
         _stopping.set()
         for child in list(_children):
             with suppress(ProcessLookupError):
                 child.kill()
+    if signum:
+        sys.exit(128 + signum)
 
 
 def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -> StepResult:
@@ -162,10 +164,7 @@ def _short(line: str) -> str | None:
 def execute(settings: Settings, day: dt.date, steps: list[str], quiet: bool = False, announce: bool = False) -> list[StepResult]:
     """Run `steps` for `day`: the step-1 jobs side by side, then each later step's job in order;
     stops at the first failure. `announce`: a line when each step starts and ends (a backfill)."""
-    if settings.embedded:
-        from .database import EmbeddedPostgres
-
-        EmbeddedPostgres(settings).up(sync_passwords=False)
+    database.ensure_running(settings)
     if "extract-csv" in steps and settings.csv_path == settings.source_dir / "order_details.csv":
         from . import sourcedata
 
@@ -190,15 +189,9 @@ def execute(settings: Settings, day: dt.date, steps: list[str], quiet: bool = Fa
     return results
 
 
-def _stop(signum: int, frame: object) -> None:
-    stop_all()
-    raise SystemExit(128 + signum)
-
-
 def install_signal_handlers() -> None:
-    """SIGTERM/SIGINT/SIGHUP (Airflow's timeout, make's Ctrl-C): stop the running jobs, then exit."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _stop)
+        signal.signal(sig, stop_all)
 
 
 def execute_days(settings: Settings, days: list[dt.date]) -> Iterator[list[StepResult]]:

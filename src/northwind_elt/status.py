@@ -1,5 +1,4 @@
-"""`make status`: what the ledger (ops.runs, in the warehouse server) says about a day, and the
-commands that finish it. Every checkout and host that shares the warehouse shows the same."""
+"""`make status`: what the ledger says about a day (the same on every host), and what finishes it."""
 
 from __future__ import annotations
 

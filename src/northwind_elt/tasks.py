@@ -93,8 +93,7 @@ def _close_transform(settings: Settings, run: Run) -> dict[str, int]:
 
 def _close_export(settings: Settings, run: Run) -> dict[str, int]:
     rows = export_mod.export(settings, run.day)
-    csv_path, json_path = export_mod.output_paths(settings, run.day)
-    print(f"exported {rows} rows to {csv_path} and {json_path}")
+    print(f"exported {rows} rows to {' and '.join(map(str, export_mod.output_paths(settings, run.day)))}")
     return {export_mod.MART: rows}
 
 
