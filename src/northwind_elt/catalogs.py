@@ -1,10 +1,9 @@
 """Rediscover the source's catalog only when the source's schema changed.
 
-tap-postgres discovery (a second start of the tap, reflecting every table) is step 1's largest
-fixed cost on a small day. Meltano caches the catalog in `.meltano/run/tap-postgres/` but cannot
-know when the source's tables change, so `elt:open-extract-postgres` fingerprints the source's
-schema (one catalog query) and removes the cache when the fingerprint changed: drift is seen as
-with a discovery on every run. An unreachable source removes it too (discovery then says why).
+tap-postgres discovery is step 1's largest fixed cost on a small day. Meltano caches the catalog
+in `.meltano/run/tap-postgres/` but cannot know when the source's tables change, so
+`elt:open-extract-postgres` fingerprints the source's schema (one query) and removes the cache when
+it changed, or when the source is unreachable (discovery then says why).
 """
 
 from __future__ import annotations
