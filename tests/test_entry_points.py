@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Project, pids_of, processes_of
+from conftest import ROOT, Project, pids_of, processes_of, wait_for
 
 MELTANO = str(ROOT / ".venv" / "bin" / "meltano")
 JOBS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
@@ -24,15 +23,6 @@ JOBS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
 def meltano(project: Project, day: str, *jobs: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`RUN_DATE=D meltano run <jobs>` as a Meltano user types it (only RUN_DATE set)."""
     return project.run(MELTANO, "run", *jobs, env={"RUN_DATE": day, **(env or {})})
-
-
-def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def outcomes(project: Project, day: str) -> dict[str, str]:

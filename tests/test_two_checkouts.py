@@ -14,24 +14,14 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Project
+from conftest import ROOT, Project, wait_for
 from northwind_elt.ledger import Ledger
 
 DAY = "2024-05-01"
-
-
-def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture(scope="module")

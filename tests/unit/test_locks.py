@@ -134,25 +134,15 @@ def test_a_holder_waiting_for_its_plugin_lets_go_when_its_job_ends(env: Settings
 
     waiting = threading.Thread(target=day_two)
     waiting.start()
-    day2 = f"{DAY + dt.timedelta(days=1)} postgres"
+    day2 = locks.key(f"{DAY + dt.timedelta(days=1)} postgres") & 0xFFFFFFFF
     with connect(env) as conn:
-        assert until(
-            lambda: (
-                conn.execute(
-                    "select count(*) from pg_locks where locktype = 'advisory' and objid = %s::bigint::oid", (locks.key(day2) & 0xFFFFFFFF,)
-                ).fetchone()
-                == (1,)
-            )
-        )
+
+        def holders() -> tuple[int, ...] | None:
+            return conn.execute("select count(*) from pg_locks where locktype = 'advisory' and objid = %s::bigint::oid", (day2,)).fetchone()
+
+        assert until(lambda: holders() == (1,))  # day 2's locks taken; its plugin's lock awaited
         second.kill()
         second.wait()
-        assert until(
-            lambda: (
-                conn.execute(
-                    "select count(*) from pg_locks where locktype = 'advisory' and objid = %s::bigint::oid", (locks.key(day2) & 0xFFFFFFFF,)
-                ).fetchone()
-                == (0,)
-            )
-        )
+        assert until(lambda: holders() == (0,))
     waiting.join(10)
     assert len(refused) == 1 and not waiting.is_alive()
