@@ -159,17 +159,29 @@ def test_transform_refuses_raw_rows_another_data_dir_loaded(made: Project, tmp_p
     made.make("pipeline", f"DATE={day}", "STEP=load", check=True)  # what it says: this DATA_DIR's day again
 
 
+def _session_leader(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == pid
+    except ProcessLookupError:  # the open task, ended meanwhile
+        return False
+
+
 def test_a_run_whose_lock_holder_died_is_not_recorded_as_succeeded(made: Project) -> None:
     day = "2024-03-09"
     made.make("extract-postgres", f"DATE={day}", check=True)
     made.make("extract-csv", f"DATE={day}", check=True)
     env = {**os.environ, **made.env, "RUN_DATE": day}
     job = subprocess.Popen([MELTANO, "run", "load"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: any("target-postgres" in c for c in processes_of(made))), "target-postgres never started"
-    holders = [pid for pid, line in pids_of(made).items() if "task open load" in line]  # the open task ended: its holder
-    assert holders
-    for pid in holders:
-        os.kill(pid, signal.SIGKILL)  # the lock holder alone (e.g. the OOM killer): the server frees the locks
+    running = "select count(*) from ops.runs where day = %s and step = 'load' and outcome = 'running'"
+    assert wait_for(lambda: made.sql(running, (day,)) == [(1,)]), "the load never opened"  # its holder holds the locks
+    os.kill(job.pid, signal.SIGSTOP)  # the job cannot reach its close meanwhile
+    try:
+        holders = [pid for pid, line in pids_of(made).items() if "task open load" in line and _session_leader(pid)]
+        assert holders  # forked by the open task, in a session of its own
+        for pid in holders:
+            os.kill(pid, signal.SIGKILL)  # the lock holder alone (e.g. the OOM killer): the server frees the locks
+    finally:
+        os.kill(job.pid, signal.SIGCONT)
     _, err = job.communicate(timeout=600)
     assert job.returncode != 0
     assert f"the locks of this run of load for {day} were lost before the step closed" in err
