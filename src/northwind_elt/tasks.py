@@ -65,7 +65,7 @@ OPENERS: dict[str, Callable[[Settings, Run], None]] = {
 # -- close: the step's own finishing work; returns rows per table ----------------------------
 def _close_extract(settings: Settings, run: Run) -> dict[str, int]:
     source = source_of(run.step)
-    path = catalogs.run_dir(settings, source.tap) / "tap.properties.json"  # Meltano writes it on every run
+    path = catalogs.run_dir(settings, source.tap) / "tap.properties.json"
     if not path.exists() or path.stat().st_mtime < run.started_at.timestamp():  # Meltano writes it on every run
         raise PublishError(
             f"{source.tap} did not run in this Meltano job (no catalog at {path} since the job began)", [rerun(run.step, run.day)]
