@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,7 @@ def test_a_run_whose_lock_holder_died_is_not_recorded_as_succeeded(made: Project
     finally:
         os.kill(job.pid, signal.SIGCONT)
     _, err = job.communicate(timeout=600)
+    sys.stderr.write(err[-6000:])  # shown by pytest if the test fails: the job's own account
     assert job.returncode != 0
     assert f"the locks of this run of load for {day} were lost before the step closed" in err
     assert outcomes(made, day)["load"] == "failed"
