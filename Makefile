@@ -1,37 +1,55 @@
 # northwind-elt: every command a user needs. `make help` lists them.
 # The two that matter: `make pipeline DATE=YYYY-MM-DD` and `make test`; both set the project up first.
-SHELL := /bin/bash
+override SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
-NWELT := $(BIN)/nwelt
-SETUP_STAMP := $(VENV)/.setup-done
 SCALE ?= 1
-# Values given to make (DATE, STEP, START, END, DAYS, SCALE, PYTEST_ARGS, BENCH_ARGS), on its
-# command line or in the environment, never reach a shell: make keeps them literally
-# ($(value …): a `$(shell …)` inside is never run) and recipes pass them as quoted environment
-# variables ("$$DATE"), never pasted into the command text. nwelt validates each and names it.
-# PYTEST_ARGS goes through PYTEST_ADDOPTS (pytest splits it like a shell, runs nothing);
-# BENCH_ARGS is split at whitespace only.
-USER_VARS := DATE STEP START END DAYS SCALE PYTEST_ARGS BENCH_ARGS
-$(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
-export $(USER_VARS)
+export PYTHON SCALE
+override VENV := .venv
+override BIN := $(VENV)/bin
+override NWELT := $(BIN)/nwelt
+override SETUP_STAMP := $(VENV)/.setup-done
+
+# No value given to make, on its command line or in its environment, reaches a shell, whatever
+# its name. GNU make expands a command-line variable when it exports it to a recipe
+# (`make status 'DATA_DIR=$(shell …)'` would run it) and any variable the Makefile reads, so each
+# one becomes a simple variable holding its text ($(value …)), exported as make would: the
+# environment's as they came, command-line ones if named with letters, digits and _ only (no
+# `BASH_FUNC_f%%` for bash). Make's own MFLAGS… stay make's; sub-makes get the values from the
+# environment, not as definitions (MAKEOVERRIDES). The Makefile's own variables are `override`, so
+# no command line swaps in a command, and its helpers are unexported (an environment variable of
+# that name would otherwise be expanded). Recipes use values only as quoted environment variables
+# ("$$DATE"; "$$PYTHON" is one program), never pasted into the command text; nwelt validates each
+# and names it. PYTEST_ARGS goes through PYTEST_ADDOPTS (pytest splits it like a shell, runs
+# nothing); BENCH_ARGS is split at whitespace only.
+# $(call non-word,NAME,$(word-chars)): what is left of NAME without letters, digits and _
+override word-chars := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z 0 1 2 3 4 5 6 7 8 9 _
+override non-word = $(if $2,$(call non-word,$(subst $(firstword $2),,$1),$(wordlist 2,99,$2)),$1)
+# $(call keep-text,NAME): NAME, if given on the command line or in the environment, keeps its text
+override keep-text = $(if $(filter command,$(firstword $(origin $1))),\
+    $(if $(call non-word,$1,$(word-chars)),,$(eval export $$1))$(eval override $$1 := $$(value $$1)),\
+  $(if $(filter environment,$(firstword $(origin $1))),$(if $(filter MFLAGS GNUMAKEFLAGS MAKEOVERRIDES MAKELEVEL,$1),,\
+    $(eval override $$1 := $$(value $$1)))))
+$(foreach name,$(.VARIABLES),$(call keep-text,$(name)))
+$(call keep-text,name)# the loop's own variable hides a `name` given to make from the loop
+override MAKEOVERRIDES :=
+unexport word-chars non-word keep-text
 
 .PHONY: help setup db-up db-down db-status extract-postgres extract-csv load transform export \
         pipeline status backfill docs test test-unit test-compose lint clean
 
+help: export HELP_FILE := $(lastword $(MAKEFILE_LIST))
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' "$$HELP_FILE" | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 setup: $(SETUP_STAMP) ## create .venv, install pinned deps, meltano install (quick when done)
 	@mkdir -p data/compose  # Docker Compose's data folder, yours before a container can make it root's
 
 $(SETUP_STAMP): requirements.txt pyproject.toml meltano.yml extract/*.meltano.yml load/*.meltano.yml transform/*.meltano.yml \
                 extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml load/target-jsonl-about/pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@"$$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
+	@test -x $(BIN)/python || "$$PYTHON" -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==26.3
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(NWELT) setup
@@ -71,7 +89,7 @@ test: setup airflow-setup ## run the whole test suite (real PostgreSQL, Meltano,
 test-unit: setup airflow-setup ## the quick tier: unit tests (a throwaway PostgreSQL of their own, the DAG's import; under a minute)
 	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS" $(BIN)/python -m pytest -m "not e2e"
 
-LINT_STAMP := $(VENV)/.lint-setup-done
+override LINT_STAMP := $(VENV)/.lint-setup-done
 $(LINT_STAMP): requirements-dev.txt $(SETUP_STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
@@ -91,22 +109,22 @@ clean: ## stop the database and remove local state (.venv*, .meltano, .pg, .airf
 	find data -mindepth 1 -maxdepth 1 ! -name source -exec rm -rf {} + 2>/dev/null || true
 
 # Airflow lives in its own venv (.venv-airflow) so its pins never meet the pipeline's.
-AIRFLOW_VENV := .venv-airflow
-AIRFLOW_STAMP := $(AIRFLOW_VENV)/.setup-done
+override AIRFLOW_VENV := .venv-airflow
+override AIRFLOW_STAMP := $(AIRFLOW_VENV)/.setup-done
 # `make airflow`: the UI on 127.0.0.1:8080; AIRFLOW__API__PORT=N moves it (the workers' execution
 # API URL follows), AIRFLOW__API__HOST=0.0.0.0 opens it to the network (the Compose service does).
 # LocalExecutor runs as many tasks at once as the machine has cores (AIRFLOW__CORE__PARALLELISM).
 # Their defaults (and AIRFLOW_HOME=.airflow, the workers' execution API URL, one JWT secret for
 # every component) are set by orchestrate/airflow/standalone.py from the environment: no value
 # reaches the recipe's shell.
-AIRFLOW_ENV := PATH="$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH" \
-               AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/orchestrate/airflow/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False
+override AIRFLOW_ENV := PATH="$$PWD/$(AIRFLOW_VENV)/bin:$$PATH" \
+                        AIRFLOW__CORE__DAGS_FOLDER="$$PWD/orchestrate/airflow/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False
 .PHONY: airflow-setup airflow
 
 airflow-setup: $(AIRFLOW_STAMP) ## create .venv-airflow with the pinned Airflow 3 (quick when done)
 
 $(AIRFLOW_STAMP): orchestrate/airflow/requirements.txt
-	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	@test -x $(AIRFLOW_VENV)/bin/python || "$$PYTHON" -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet uv==0.13.9
 	$(AIRFLOW_VENV)/bin/uv pip install --quiet --compile-bytecode --python $(AIRFLOW_VENV)/bin/python -r orchestrate/airflow/requirements.txt
 	touch $@
@@ -120,7 +138,7 @@ bench: setup ## benchmark every step on a scaled Northwind (SCALE=K, default 1) 
 
 .PHONY: bench-alternatives
 bench-alternatives: setup ## the same work with raw COPY, pandas and dlt (own venv .venv-bench) beside the project: SCALE=K
-	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	@test -x .venv-bench/bin/python || "$$PYTHON" -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet -r requirements-bench.txt
 	set -f && $(BIN)/python scripts/bench_alternatives.py --scale "$$SCALE" $$BENCH_ARGS
 

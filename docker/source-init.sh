@@ -17,7 +17,9 @@ psql -v ON_ERROR_STOP=1 -X -q --username "$POSTGRES_USER" --dbname "$POSTGRES_DB
   -v db="$POSTGRES_DB" -v reader="$SOURCE_PG_USER" -v password="$SOURCE_PG_PASSWORD" <<'SQL'
 create role :"reader" login password :'password';
 alter role :"reader" set default_transaction_read_only = on;
-revoke all on database :"db" from public;
+-- PUBLIC may connect to no database (postgres and template1 too), nor make temporary tables or
+-- functions in one: the reader connects to its database only (as database.py does)
+select format('revoke all on database %I from public', datname) from pg_database where datallowconn \gexec
 grant connect on database :"db" to :"reader";
 grant usage on schema public to :"reader";
 grant select on all tables in schema public to :"reader";

@@ -8,6 +8,8 @@ psql -v ON_ERROR_STOP=1 -X -q --username "$POSTGRES_USER" --dbname postgres \
   -v db="$WAREHOUSE_PG_DATABASE" -v loader="$WAREHOUSE_PG_USER" -v password="$WAREHOUSE_PG_PASSWORD" <<'SQL'
 create role :"loader" login password :'password';
 create database :"db" owner :"loader";
-revoke all on database :"db" from public;
+-- PUBLIC may connect to no database (postgres and template1 too), nor make temporary tables or
+-- functions in one: the loader connects only to the database it owns (as database.py does)
+select format('revoke all on database %I from public', datname) from pg_database where datallowconn \gexec
 SQL
 echo "northwind-elt: database $WAREHOUSE_PG_DATABASE owned by $WAREHOUSE_PG_USER created"

@@ -132,6 +132,44 @@ def test_loader_role_is_limited_to_the_warehouse(project: Project) -> None:
         assert superuser == (False, False, False)
 
 
+def test_roles_connect_only_to_their_own_databases(project: Project) -> None:
+    """Neither role gets into the maintenance database `postgres`, `template1` or the other role's
+    database, nor holds TEMP there (temporary tables and functions: the writes left to a role that
+    may connect, with read-only switched off)."""
+    settings = project.settings
+    source, warehouse = settings.source, settings.warehouse
+    could: list[str] = []
+    for role, own, others in (
+        (source, source.database, ["postgres", "template1", warehouse.database]),
+        (warehouse, warehouse.database, ["postgres", "template1", source.database]),
+    ):
+        with psycopg.connect(role.conninfo(), autocommit=True) as conn:  # the control: its own database
+            for name in others:
+                held = conn.execute(
+                    "select has_database_privilege(current_user, %s, 'CONNECT'), has_database_privilege(current_user, %s, 'TEMP')",
+                    (name, name),
+                ).fetchone()
+                if held != (False, False):
+                    could.append(f"{role.user} holds CONNECT, TEMP = {held} on {name}")
+            if role is warehouse:  # the loader keeps what it needs in the warehouse it owns
+                assert conn.execute("select has_database_privilege(current_user, %s, 'TEMP')", (own,)).fetchone() == (True,)
+        for name in others:
+            try:
+                conn = psycopg.connect(role.conninfo(dbname=name), autocommit=True)
+            except psycopg.OperationalError as refused:
+                assert "permission denied for database" in str(refused)
+                continue
+            with conn:  # it got in: show what it can write there
+                conn.execute("set default_transaction_read_only = off")
+                for statement in ("create temp table t (x int)", "create function pg_temp.f() returns int language sql as 'select 1'"):
+                    try:
+                        conn.execute(statement)
+                        could.append(f"{role.user} connected to {name} and ran: {statement}")
+                    except psycopg.errors.InsufficientPrivilege:
+                        could.append(f"{role.user} connected to {name}; refused: {statement}")
+    assert not could, "\n".join(could)
+
+
 def _tracked_files() -> list[str]:
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
