@@ -186,9 +186,11 @@ def test_duplicate_key_is_refused_at_extract_and_keeps_the_good_day(loaded: Proj
     assert loaded.day_files(D1, "csv") == before
 
 
-def test_reconciliation_mismatch_fails_and_keeps_the_day(loaded: Project) -> None:
-    """Files that pass the gate (consistent checksums) but whose rows collapse on load: the
-    warehouse receives fewer rows than step 1 recorded, and nothing is committed."""
+def test_a_consistent_edit_of_a_landed_day_is_refused_and_reconciliation_catches_a_forged_ledger(loaded: Project) -> None:
+    """Files edited with every checksum rewritten to match (records, _manifest.json, _SUCCESS, the
+    task marker) pass the file checks, but the run ledger never saw step 1 publish them: refused.
+    With the ledger forged too, the rows collapse on load (a duplicated key): the warehouse
+    receives fewer rows than the marker records, and nothing is committed."""
     day = "2024-01-04"
     for step in ("extract-postgres", "extract-csv"):
         loaded.make(step, f"DATE={day}", check=True)
@@ -205,6 +207,12 @@ def test_reconciliation_mismatch_fails_and_keeps_the_day(loaded: Project) -> Non
     content = json.loads(marker.read_text())
     content["tables"]["orders"] = {**entry, "files": files}
     marker.write_text(json.dumps(content))
+    refused = loaded.make("load", f"DATE={day}")
+    assert refused.returncode != 0
+    assert f"the run ledger has no successful extract-postgres of {day} that published these files" in refused.stderr
+    assert f"make extract-postgres DATE={day}" in refused.stderr
+    forged = hashlib.sha256(marker.read_bytes()).hexdigest()  # a writer of the ledger as well as of the data folder
+    loaded.sql("update ops.runs set landing = %s where day = %s and step = 'extract-postgres' and outcome = 'succeeded'", (forged, day))
     result = loaded.make("load", f"DATE={day}")
     assert result.returncode != 0
     assert f"reconciliation failed for orders on {day}: the warehouse received 830 rows, extract-postgres recorded 831" in result.stderr

@@ -93,6 +93,16 @@ class Landing:
     def task_marker(self, source: Source, day: dt.date) -> Path:
         return self.data_dir / source.name / MARKERS_DIR / f"{day.isoformat()}.json"
 
+    def load_dir(self, day: dt.date) -> Path:
+        """The load's private folder for `day`: the verified copies target-postgres reads, and
+        their chunks (emptied by the load's gate, removed by its close)."""
+        return self.staging_root / "tap_landing" / day.isoformat()
+
+    def verified_copy(self, source: Source, table: str, day: dt.date) -> Path:
+        """The copy of a landed records file the load's gate wrote as it verified it (a name that
+        needs no URL escaping)."""
+        return self.load_dir(day) / f"{hashlib.sha1(f'{source.name}/{table}'.encode()).hexdigest()[:12]}.jsonl"
+
     def staged_rows(self, source: Source) -> int:
         """Records a running extract of `source` has staged so far (progress lines)."""
         total = 0
@@ -174,13 +184,15 @@ class Landing:
         return {**entry, "files": files}
 
     # -- the gate (read by step 2 and by status) ---------------------------------------------
-    def verify(self, source: Source, day: dt.date) -> dict[str, dict[str, Any]]:
+    def verify(self, source: Source, day: dt.date, copy: bool = False) -> dict[str, dict[str, Any]]:
         """Check that `source`'s task succeeded for `day` and every file of the day is as it wrote it.
 
         The day's table folders and each folder's file list must be exactly those the task marker
         records, and every file's size and SHA-256 must match (the records file is read once, its
-        rows counted as it is hashed). Returns {table: {rows, sha256, files, dir}}; raises
-        GateError naming every added, missing or changed file and the rerun.
+        rows counted as it is hashed; with `copy`, written as it is read to `verified_copy`, so the
+        load reads the very bytes verified, whatever happens to the landed file afterwards).
+        Returns {table: {rows, sha256, files, dir}}; raises GateError naming every added, missing
+        or changed file and the rerun.
         """
         recorded = self._recorded(source, day)
         step = source.step
@@ -205,7 +217,7 @@ class Landing:
                     problems.append(f"{path} changed after {step} wrote it (not a file of {want['bytes']} bytes)")
                     continue
                 if name == records:
-                    rows, digest = _count_and_hash(path)
+                    rows, digest = _count_and_hash(path, self.verified_copy(source, table, day) if copy else None)
                     if rows != expected["rows"] or digest != expected["sha256"]:
                         problems.append(
                             f"{path} changed after {step} wrote it ({rows} rows, sha256 {digest[:12]}…; "
@@ -263,19 +275,23 @@ class Landing:
             return []
         return [t for t in entries if t != MARKERS_DIR and os.path.lexists(self.day_dir(source, t, day))]
 
-    def check_day(self, day: dt.date, verify: bool = True) -> dict[tuple[Source, str], dict[str, Any]]:
-        """The gate of step 2: both step-1 tasks succeeded for `day`, files intact (with `verify`;
-        without it, what the markers record, read once the gate has run).
+    def check_day(self, day: dt.date, verify: bool = True, copy: bool = False) -> dict[tuple[Source, str], dict[str, Any]]:
+        """The gate of step 2: both step-1 tasks succeeded for `day`, files intact (with `verify`,
+        and with `copy` each records file copied as it is verified; without `verify`, what the
+        markers record, read once the gate has run).
 
         Returns {(source, table): {rows, sha256, dir}}; raises one GateError naming every
         missing or broken task and its rerun command.
         """
         found: dict[tuple[Source, str], dict[str, Any]] = {}
         problems: list[GateError] = []
+        if copy:  # a fresh folder: no copy or chunk of an earlier load of the day
+            shutil.rmtree(self.load_dir(day), ignore_errors=True)
+            self.load_dir(day).mkdir(parents=True)
         for source in SOURCES.values():
             try:
                 if verify:
-                    tables = self.verify(source, day)
+                    tables = self.verify(source, day, copy)
                 else:
                     tables = {t: {**e, "dir": self.day_dir(source, t, day)} for t, e in self._recorded(source, day).items()}
                 found.update({(source, table): info for table, info in tables.items()})
@@ -287,6 +303,14 @@ class Landing:
                 [fix for p in problems for fix in p.fixes],
             )
         return found
+
+    def marker_checksum(self, source: Source, day: dt.date) -> str | None:
+        """SHA-256 of `source`'s task marker for `day` (None: no marker): what the extract's close
+        records in the ledger, and what the load's gate finds there."""
+        try:
+            return hashlib.sha256(self.task_marker(source, day).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return None
 
     def landed_checksum(self, day: dt.date) -> str | None:
         """SHA-256 of day D as this DATA_DIR landed it: the bytes of both task markers (which record
@@ -321,13 +345,15 @@ def _metadata_keys(stream: dict[str, Any]) -> list[str]:
     return []
 
 
-def _count_and_hash(path: Path) -> tuple[int, str]:
+def _count_and_hash(path: Path, copy: Path | None = None) -> tuple[int, str]:
+    """Rows and SHA-256 of a records file, read once (and written to `copy` as it is read)."""
     digest = hashlib.sha256()
     rows = 0
-    with path.open("rb") as handle:
+    with path.open("rb") as handle, open(copy or os.devnull, "wb") as out:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
             rows += block.count(b"\n")
+            out.write(block)
     return rows, digest.hexdigest()
 
 

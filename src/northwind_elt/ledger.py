@@ -30,7 +30,7 @@ create table if not exists ops.runs (
     host text not null, owner_pid integer not null, -- the `meltano run` (on host) whose job it is
     job text,                                       -- the token nwelt gave the job (NWELT_JOB)
     holder_pid integer, holder_start timestamptz,   -- the session holding the run's locks
-    landing text                                    -- load: the digest of the landed day it loads
+    landing text                                    -- extract: its task marker's digest; load: the landed day's
 );
 create index if not exists runs_day_step on ops.runs (day, step, started_at);
 """
@@ -127,6 +127,12 @@ class Ledger:
         """Set a run's `log_path` or `landing`."""
         with self._conn() as conn:
             conn.execute(sql.SQL("update ops.runs set {} = %s where run_id = %s").format(sql.Identifier(column)), (value, run_id))
+
+    def produced(self, step: str, day: dt.date, marker: str) -> bool:
+        """Whether a run of the extract `step` for `day` succeeded publishing the task marker of digest `marker`."""
+        with self._conn() as conn:
+            query = "select 1 from ops.runs where day = %s and step = %s and outcome = 'succeeded' and landing = %s limit 1"
+            return conn.execute(query, (day, step, marker)).fetchone() is not None
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[Run]:
         columns = _COLUMNS.replace("outcome", _OUTCOME, 1)

@@ -16,7 +16,7 @@ from . import catalogs, locks, warehouse
 from . import export as export_mod
 from .console import error_line
 from .errors import Fix, GateError, NweltError, PublishError, rerun, resume
-from .landing import Landing, source_of
+from .landing import SOURCES, Landing, source_of
 from .ledger import Ledger, Run
 from .settings import Settings, job
 
@@ -30,10 +30,18 @@ def _open_extract(settings: Settings, run: Run) -> None:
 
 
 def _open_load(settings: Settings, run: Run) -> None:
-    """The gate of step 2: both step-1 tasks succeeded for D and their files are intact."""
-    Landing(settings.data_dir).check_day(run.day)
+    """The gate of step 2: both step-1 tasks succeeded for D (their markers, and the ledger's record
+    of what they published), and their files are intact, copied as verified for the load to read."""
+    landing, ledger = Landing(settings.data_dir, settings.staging_root), Ledger(settings)
+    landing.check_day(run.day, copy=True)
+    if unknown := [s for s in SOURCES.values() if not ledger.produced(s.step, run.day, landing.marker_checksum(s, run.day) or "")]:
+        raise GateError(
+            f"step 2 (load) refuses to run for {run.day}: the run ledger has no successful {' or '.join(s.step for s in unknown)} "
+            f"of {run.day} that published these files (they were rewritten with their checksums, or landed elsewhere)",
+            [s.rerun(run.day) for s in unknown],
+        )
     warehouse.drop_load_schema(settings, run.day)  # left by a failed or killed load of the day
-    Ledger(settings).update(run.run_id, "landing", Landing(settings.data_dir).landed_checksum(run.day) or "")
+    ledger.update(run.run_id, "landing", landing.landed_checksum(run.day) or "")
 
 
 def _open_transform(settings: Settings, run: Run) -> None:
@@ -70,7 +78,9 @@ def _close_extract(settings: Settings, run: Run) -> dict[str, int]:
         raise PublishError(
             f"{source.tap} did not run in this Meltano job (no catalog at {path} since the job began)", [rerun(run.step, run.day)]
         )
-    tables = Landing(settings.data_dir, settings.staging_root).publish(source, run.day, json.loads(path.read_text()))
+    landing = Landing(settings.data_dir, settings.staging_root)
+    tables = landing.publish(source, run.day, json.loads(path.read_text()))
+    Ledger(settings).update(run.run_id, "landing", landing.marker_checksum(source, run.day) or "")  # what the load's gate checks
     for table, entry in tables.items():
         print(f"published {source.name}/{table}/{run.day}: {entry['rows']} rows")
     return {table: int(entry["rows"]) for table, entry in tables.items()}
@@ -80,7 +90,7 @@ def _close_load(settings: Settings, run: Run) -> dict[str, int]:
     counts = warehouse.commit(settings, run.day, run.landing)
     for table, rows in counts.items():
         print(f"committed raw.{table}/{run.day}: {rows} rows")
-    shutil.rmtree(settings.staging_root / "tap_landing" / run.day.isoformat(), ignore_errors=True)  # its BATCH chunks
+    shutil.rmtree(Landing(settings.data_dir, settings.staging_root).load_dir(run.day), ignore_errors=True)  # its copies
     return counts
 
 

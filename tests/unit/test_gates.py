@@ -9,12 +9,12 @@ import datetime as dt
 import json
 
 import pytest
-from landed_day import DAY, land_day
+from landed_day import CSV, DAY, POSTGRES, land_day
 
 from northwind_elt import export, tasks
-from northwind_elt.errors import GateError
-from northwind_elt.landing import Landing
-from northwind_elt.ledger import Run, connect
+from northwind_elt.errors import Fix, GateError
+from northwind_elt.landing import Landing, Source
+from northwind_elt.ledger import Ledger, Run, connect
 from northwind_elt.settings import Settings
 
 RUN = Run(run_id="r", day=DAY, step="transform", started_at=dt.datetime.now(dt.timezone.utc), ended_at=None, outcome="running")
@@ -53,6 +53,34 @@ def test_transform_runs_on_the_load_of_the_files_landed_now(warehouse: Settings)
     tasks._open_transform(warehouse, RUN)  # no refusal
     land_day(warehouse.data_dir, line_count=6)  # step 1 ran again: another day's files
     assert "changed after the load" in refusal(warehouse).message
+
+
+def extracted(settings: Settings, landing: Landing, *sources: Source) -> None:
+    """Runs of the extract steps recorded as the extract's close records them: succeeded, with the
+    digest of the task marker they published."""
+    ledger = Ledger(settings)
+    for source in sources:
+        run = ledger.begin(DAY, source.step, 1, None)
+        ledger.update(run.run_id, "landing", landing.marker_checksum(source, DAY) or "")
+        ledger.finish(run.run_id, "succeeded")
+
+
+def test_load_takes_only_a_landing_the_ledger_saw_step_1_publish(warehouse: Settings) -> None:
+    ledger = Ledger(warehouse)
+    load = ledger.begin(DAY, "load", 1, None)
+    landing = land_day(warehouse.data_dir)
+    with pytest.raises(GateError) as refused:
+        tasks._open_load(warehouse, load)
+    assert (
+        "the run ledger has no successful extract-postgres or extract-csv of 2024-01-01 that published these files" in refused.value.message
+    )
+    extracted(warehouse, landing, POSTGRES, CSV)
+    tasks._open_load(warehouse, load)  # no refusal
+    land_day(warehouse.data_dir, line_count=6)  # the CSV's day rewritten with consistent checksums, not by step 1
+    with pytest.raises(GateError) as refused:
+        tasks._open_load(warehouse, load)
+    assert "no successful extract-csv of 2024-01-01" in refused.value.message
+    assert refused.value.fixes == [Fix(step="extract-csv", day=DAY)]
 
 
 def built(settings: Settings, checksum: str | None, rows: int, tested: bool) -> None:

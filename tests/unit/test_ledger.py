@@ -9,6 +9,7 @@ import threading
 
 import psycopg
 
+from northwind_elt.errors import LedgerError
 from northwind_elt.ledger import Ledger, connect
 from northwind_elt.settings import Settings
 
@@ -85,3 +86,19 @@ def test_first_use_from_many_connections_at_once_creates_the_ledger_once(warehou
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_damaged_ledger_is_one_line_and_kept_as_it_is(warehouse: Settings) -> None:
+    ledger = Ledger(warehouse)
+    ledger.finish(ledger.begin(DAY, "load", 1, None).run_id, "succeeded")
+    with connect(warehouse) as conn:
+        conn.execute("alter table ops.runs drop column outcome")  # damaged (by hand, a bad restore …)
+    try:
+        ledger.latest(DAY)
+    except LedgerError as exc:
+        assert "\n" not in exc.message and exc.message.startswith("the run ledger ops.runs on ")
+        assert 'column "outcome" does not exist' in exc.message and "rename it aside" in exc.message
+    else:
+        raise AssertionError("a damaged ledger was read as if whole")
+    with connect(warehouse) as conn:  # never emptied or replaced: the history is still there to inspect
+        assert conn.execute("select count(*) from ops.runs where day = %s", (DAY,)).fetchone() == (1,)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import shutil
 import tempfile
 import urllib.parse
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from landed_day import CSV, DAY, ORDER_SCHEMA, POSTGRES, jsonl, land, land_day, orders, stream
@@ -27,23 +30,39 @@ _SAMPLE_DIR = Path(tempfile.mkdtemp(prefix="tap-landing-"))
 atexit.register(shutil.rmtree, _SAMPLE_DIR, ignore_errors=True)
 land_day(_SAMPLE_DIR)
 
-TestTapLandingStandard = get_tap_test_class(
-    TapLanding,
-    config={"data_dir": str(_SAMPLE_DIR), "date": DAY.isoformat()},
-    # an empty table lands and replays as a schema without records (two Northwind tables are empty)
-    suite_config=SuiteConfig(ignore_no_records_for_streams=["load_20240101-shippers"]),
-)
+_SAMPLE_ROOT = _SAMPLE_DIR / "project"  # the project root the tap sees while the class is built
+Landing(_SAMPLE_DIR, _SAMPLE_ROOT / ".meltano" / "staging").check_day(DAY, copy=True)  # the load job's gate
+with mock.patch.dict(os.environ, {"MELTANO_PROJECT_ROOT": str(_SAMPLE_ROOT)}):
+    TestTapLandingStandard = get_tap_test_class(
+        TapLanding,
+        config={"data_dir": str(_SAMPLE_DIR), "date": DAY.isoformat()},
+        # an empty table lands and replays as a schema without records (two Northwind tables are empty)
+        suite_config=SuiteConfig(ignore_no_records_for_streams=["load_20240101-shippers"]),
+    )
 
 
 # --- helpers -------------------------------------------------------------------
+def staging(root: Path) -> Path:
+    """Where the tap finds the gate's verified copies and cuts its chunks (Meltano sets the root)."""
+    return root / ".meltano" / "staging"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sample_root() -> Iterator[None]:
+    """The SDK's standard tests run the tap over the sample day with its verified copies."""
+    with mock.patch.dict(os.environ, {"MELTANO_PROJECT_ROOT": str(_SAMPLE_ROOT)}):
+        yield
+
+
 @pytest.fixture(autouse=True)
-def _project_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tap cuts its chunks into <project root>/.meltano/staging (Meltano sets the root)."""
-    monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(tmp_path))
+def _project_root(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.cls is None:  # this module's own tests: a project root of their own
+        monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(tmp_path))
 
 
-def sync(capsys: pytest.CaptureFixture[str], data_dir: Path, batch_rows: int) -> list[dict[str, Any]]:
-    """Run the tap in process; its Singer messages."""
+def sync(capsys: pytest.CaptureFixture[str], data_dir: Path, batch_rows: int, root: Path | None = None) -> list[dict[str, Any]]:
+    """The load job's gate (the verified copies), then the tap in process; its Singer messages."""
+    Landing(data_dir, staging(root or data_dir)).check_day(DAY, copy=True)
     capsys.readouterr()
     TapLanding(config={"data_dir": str(data_dir), "date": DAY.isoformat(), "batch_rows": batch_rows}).sync_all()
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
@@ -72,16 +91,17 @@ LINES = "load_20240101-order_details"
 
 # --- BATCH messages --------------------------------------------------------------
 def test_a_big_table_is_cut_into_chunks_byte_for_byte(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    landing = land_day(tmp_path, order_count=3, line_count=11)
+    landing = Landing(tmp_path, staging(tmp_path))
+    land_day(tmp_path, order_count=3, line_count=11)
     messages = sync(capsys, tmp_path, batch_rows=4)
     assert not records(messages, LINES)
     chunks = batch_files(messages, LINES)
     landed = landing.records_file(CSV, "order_details", DAY).read_bytes()
     assert [len(c.read_bytes().splitlines()) for c in chunks] == [4, 4, 3]
     assert b"".join(c.read_bytes() for c in chunks) == landed  # never parsed, never rewritten
-    assert all(c.parent.is_relative_to(tmp_path / ".meltano" / "staging" / "tap_landing" / DAY.isoformat()) for c in chunks)
-    # a table within batch_rows is referenced where it landed, not copied
-    assert batch_files(messages, ORDERS) == [landing.records_file(POSTGRES, "orders", DAY)]
+    assert all(c.parent.is_relative_to(landing.load_dir(DAY)) for c in chunks)
+    # a table within batch_rows is referenced as the gate's verified copy, not cut
+    assert batch_files(messages, ORDERS) == [Landing(tmp_path, staging(tmp_path)).verified_copy(POSTGRES, "orders", DAY)]
     # an empty table sends its schema and no batch
     assert not batch_files(messages, "load_20240101-shippers")
     assert any(m["type"] == "SCHEMA" and m["stream"] == "load_20240101-shippers" for m in messages)
@@ -111,20 +131,36 @@ def test_a_project_folder_needing_url_escaping_falls_back_to_record_messages(
     root = tmp_path / "my project #1"  # where the chunks would be cut
     monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(root))
     landing = land_day(tmp_path / "data", order_count=3, line_count=11)
-    messages = sync(capsys, tmp_path / "data", batch_rows=4)
+    messages = sync(capsys, tmp_path / "data", batch_rows=4, root=root)
     assert not any(m["type"] == "BATCH" for m in messages)
     assert records(messages, LINES) == replayed_lines(landing)
     assert len(records(messages, ORDERS)) == 3
-    assert not (root / ".meltano" / "staging" / "tap_landing").exists()  # nothing cut
+    assert not [p for p in (staging(root) / "tap_landing" / DAY.isoformat()).iterdir() if p.is_dir()]  # nothing cut
 
 
-def test_a_data_dir_needing_url_escaping_is_replayed_from_chunks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data_dir = tmp_path / "my data #1"
-    landing = land_day(data_dir, order_count=3, line_count=11)
-    messages = sync(capsys, data_dir, batch_rows=4)
-    chunks = batch_files(messages, ORDERS)  # small enough to be referenced, but its URL would break: copied
-    assert [c.read_bytes() for c in chunks] == [landing.records_file(POSTGRES, "orders", DAY).read_bytes()]
-    assert all(" " not in str(c) for c in chunks)
+def test_the_tap_reads_the_verified_copy_not_the_landed_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A landed file swapped after the gate verified it (and put back before the close) is not
+    what is loaded: the target reads the copy the gate wrote as it verified the file."""
+    landing = land_day(tmp_path, order_count=3, line_count=11)
+    path = landing.records_file(POSTGRES, "orders", DAY)
+    verified = path.read_bytes()
+    Landing(tmp_path, staging(tmp_path)).check_day(DAY, copy=True)
+    path.write_bytes(verified.replace(b"0.25", b"9.25"))  # swapped in after the gate
+    for batch_rows, kind in ((50000, "BATCH"), (2, "BATCH"), (0, "RECORD")):
+        capsys.readouterr()
+        TapLanding(config={"data_dir": str(tmp_path), "date": DAY.isoformat(), "batch_rows": batch_rows}).sync_all()
+        messages = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+        if kind == "BATCH":
+            assert b"".join(p.read_bytes() for p in batch_files(messages, ORDERS)) == verified
+        else:
+            assert [r["freight"] for r in records(messages, ORDERS)] == ["0.25", "1.25", "2.25"]
+
+
+def test_without_the_gates_copies_the_tap_refuses(tmp_path: Path) -> None:
+    land_day(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        TapLanding(config={"data_dir": str(tmp_path), "date": DAY.isoformat(), "batch_rows": 4})
+    assert "no verified copy of" in str(refused.value) and "run the whole job (RUN_DATE=2024-01-01 meltano run load)" in str(refused.value)
 
 
 def test_numbers_keep_their_exact_decimal_text_in_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

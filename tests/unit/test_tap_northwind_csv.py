@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,19 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from singer_sdk.testing import get_tap_test_class
 
 from tap_northwind_csv import CsvInputError, TapNorthwindCsv
 
 HEADER = "order_id,product_id,unit_price,quantity,discount"
-ORDER_COLUMNS = {
+ORDER_COLUMNS = {  # as meltano.yml configures them (test_the_configured_types_are_the_staging_models_casts)
     "order_id": "integer",
     "product_id": "integer",
-    "unit_price": "decimal",
+    "unit_price": "numeric(12,2)",
     "quantity": "integer",
-    "discount": "decimal",
+    "discount": "numeric(5,4)",
 }
 ORDER_KEYS = ["order_id", "product_id"]
+DECIMALS = {**ORDER_COLUMNS, "unit_price": "decimal", "discount": "decimal"}  # numeric without a precision
 
 
 def make_config(
@@ -285,14 +288,14 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n1,2,3,4,0\n")
-    real_open = Path.open
+    real_open = os.open
 
-    def deny(self: Path, *args: Any, **kwargs: Any) -> Any:
-        if self == path:  # chmod 000 would not stop root, so simulate it
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)
+    def deny(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(file) == path:  # chmod 000 would not stop root, so simulate it
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", deny)
+    monkeypatch.setattr(os, "open", deny)
     message = sync_error(make_config(path))
     assert str(path) in message
     assert "Permission denied" in message and "ORDER_DETAILS_CSV" in message
@@ -422,7 +425,7 @@ def test_tap_output_through_a_slow_pipe_is_complete(tmp_path: Path) -> None:
 )
 def test_decimals_in_range_are_emitted_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: Decimal) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n10248,11,{text},12,0\n")
-    (row,) = records(run_tap(make_config(path), capsys))
+    (row,) = records(run_tap(make_config(path, DECIMALS), capsys))
     assert row["unit_price"] == expected
     assert Decimal(str(row["unit_price"])).as_tuple().digits == Decimal(text).as_tuple().digits
 
@@ -440,7 +443,7 @@ def test_decimals_in_range_are_emitted_exactly(tmp_path: Path, capsys: pytest.Ca
 )
 def test_decimals_outside_a_doubles_range_are_refused(tmp_path: Path, text: str) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,{text},10,0\n")
-    message = sync_error(make_config(path))
+    message = sync_error(make_config(path, DECIMALS))
     assert message.startswith(f"{path} line 3, column unit_price: {text!r} is outside a double's range")
     assert "2.2250738585072014E-308 to 1.7976931348623157E+308" in message
     assert message.endswith("fix the row and rerun make extract-csv")
@@ -449,7 +452,7 @@ def test_decimals_outside_a_doubles_range_are_refused(tmp_path: Path, text: str)
 def test_decimal_with_more_digits_after_the_point_than_numeric_keeps_is_refused(tmp_path: Path) -> None:
     text = "1." + "1" * 16384
     path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,{text}\n")
-    message = sync_error(make_config(path))
+    message = sync_error(make_config(path, DECIMALS))
     assert f"{path} line 2, column discount: '1.1111" in message
     assert "(16386 characters) has more than 16383 digits after the decimal point" in message
 
@@ -467,13 +470,71 @@ def test_decimal_with_more_digits_after_the_point_than_numeric_keeps_is_refused(
 )
 def test_integers_must_fit_the_warehouse_bigint(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, accepted: bool) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n{text},11,14,12,0\n")
+    config = make_config(path, {**ORDER_COLUMNS, "order_id": "bigint"})
     if accepted:
-        (row,) = records(run_tap(make_config(path), capsys))
+        (row,) = records(run_tap(config, capsys))
         assert row["order_id"] == int(text)
         return
-    message = sync_error(make_config(path))
+    message = sync_error(config)
     shown = repr(text) if len(text) <= 80 else f"'{text[:40]}…' ({len(text)} characters)"
     assert message == (
         f"{path} line 2, column order_id: {shown} is outside the warehouse's bigint range "
         "(-9223372036854775808 to 9223372036854775807); fix the row and rerun make extract-csv"
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "limit"),
+    [
+        ("quantity", "3000000000", "is outside the warehouse's integer range (-2147483648 to 2147483647)"),
+        ("quantity", "-2147483649", "is outside the warehouse's integer range (-2147483648 to 2147483647)"),
+        ("unit_price", "1E+20", "is more than the warehouse's numeric(12,2) holds (at most 9999999999.99 in magnitude)"),
+        ("unit_price", "-9999999999.995", "is more than the warehouse's numeric(12,2) holds (at most 9999999999.99 in magnitude)"),
+        ("discount", "10", "is more than the warehouse's numeric(5,4) holds (at most 9.9999 in magnitude)"),
+        ("discount", "9.99995", "is more than the warehouse's numeric(5,4) holds (at most 9.9999 in magnitude)"),
+    ],
+)
+def test_a_value_the_warehouse_type_cannot_hold_is_refused_where_it_enters(tmp_path: Path, column: str, text: str, limit: str) -> None:
+    values = {"order_id": "10248", "product_id": "11", "unit_price": "14", "quantity": "12", "discount": "0", column: text}
+    path = write_csv(tmp_path, f"{HEADER}\n{','.join(values.values())}\n")
+    assert sync_error(make_config(path)) == f"{path} line 2, column {column}: {text!r} {limit}; fix the row and rerun make extract-csv"
+
+
+@pytest.mark.parametrize(
+    ("column", "text"),
+    [
+        ("quantity", "2147483647"),
+        ("quantity", "-2147483648"),
+        ("unit_price", "-9999999999.994"),
+        ("discount", "9.99994"),
+        ("discount", "0.00001"),
+    ],
+)
+def test_the_largest_values_the_warehouse_type_holds_arrive_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], column: str, text: str
+) -> None:
+    values = {"order_id": "10248", "product_id": "11", "unit_price": "14", "quantity": "12", "discount": "0", column: text}
+    path = write_csv(tmp_path, f"{HEADER}\n{','.join(values.values())}\n")
+    (row,) = records(run_tap(make_config(path), capsys))
+    assert row[column] == (int(text) if column == "quantity" else Decimal(text))
+
+
+def test_the_configured_types_are_the_staging_models_casts() -> None:
+    """meltano.yml's column types are the warehouse types the staging model casts to: one limit, checked twice."""
+    root = Path(__file__).resolve().parents[2]
+    config = yaml.safe_load((root / "extract" / "extractors.meltano.yml").read_text())
+    (tap,) = [p for p in config["plugins"]["extractors"] if p["name"] == "tap-northwind-csv"]
+    (entry,) = tap["config"]["files"]
+    model = (root / "transform" / "models" / "staging" / "stg_northwind__order_details.sql").read_text()
+    casts = {name: kind.replace(" ", "") for kind, name in re.findall(r"::([a-z]+(?:\([0-9, ]+\))?) as (\w+)", model)}
+    assert casts == entry["columns"] == ORDER_COLUMNS
+
+
+def test_a_csv_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "order_details.csv"
+    os.mkfifo(fifo)  # no writer: opening it for reading the usual way blocks forever
+    message = sync_error(make_config(fifo))
+    assert message == (
+        f"{fifo}: not a regular file (a directory, FIFO, socket or device); check that ORDER_DETAILS_CSV "
+        "(the `paths.order_details` setting) names a readable CSV file, then rerun make extract-csv"
     )

@@ -3,23 +3,28 @@
 The file is read row by row with the csv module, so memory stays flat however
 big the file is. Each value is typed from its exact text: integers become int,
 decimals become decimal.Decimal (never float, so 9.8 is emitted as 9.8).
-A value the rest of the path cannot carry exactly is refused here rather than
-changed later: an integer outside the warehouse's bigint, a nonzero decimal
-whose magnitude is outside a double's normal range (the Singer SDK's record
-check turns one past the largest double into null) or with more digits after
-the point than PostgreSQL's numeric keeps. Anything unexpected stops the run
-with a CsvInputError that names the file, the line, the column and the
-offending value.
+A column's type is the warehouse type it ends up in (`integer`, `bigint`,
+`numeric(p,s)`, ...), and a value that type cannot hold is refused here, where
+it enters, rather than failing a later step: an integer outside its range, a
+decimal past its precision, a nonzero decimal whose magnitude is outside a
+double's normal range (the Singer SDK's record check turns one past the largest
+double into null) or with more digits after the point than PostgreSQL's numeric
+keeps. Anything unexpected stops the run with a CsvInputError that names the
+file, the line, the column, the offending value and the limit.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import decimal
+import os
 import re
+import stat
 import sys
 import typing as t
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 
 from singer_sdk import Stream
@@ -29,10 +34,12 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 RERUN = "rerun make extract-csv"
+POINT_AT_IT = "check that ORDER_DETAILS_CSV (the `paths.order_details` setting) names a readable CSV file, then " + RERUN
 
-# JSON schema for each supported column type (nullable; key columns are not).
+# JSON schema for each supported column type (nullable; key columns are not); numeric(p,s) is a number.
 COLUMN_SCHEMAS: dict[str, dict[str, t.Any]] = {
     "integer": {"type": "integer"},
+    "bigint": {"type": "integer"},
     "decimal": {"type": "number"},
     "string": {"type": "string"},
     "boolean": {"type": "boolean"},
@@ -41,8 +48,10 @@ COLUMN_SCHEMAS: dict[str, dict[str, t.Any]] = {
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-# target-postgres creates integer columns as bigint
-BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+_NUMERIC = re.compile(r"numeric\(([1-9][0-9]{0,3}), *([0-9]{1,4})\)")  # numeric(precision, scale), as PostgreSQL spells it
+# the range of each integer type (target-postgres stores them all as bigint; the models cast to the column's type)
+INTEGER_RANGES = {"integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+BIGINT_MIN, BIGINT_MAX = INTEGER_RANGES["bigint"]
 # nonzero decimals must lie within a double's normal range: the Singer SDK's record check
 # (math.isinf on each number) turns anything that overflows a double into null, and any hop that
 # goes through a float would turn a smaller one into 0
@@ -64,13 +73,14 @@ class CsvInputError(Exception):
     """The CSV file is missing, unreadable or does not match the configuration."""
 
 
-def _parse_integer(text: str) -> int:
+def _parse_integer(text: str, column_type: str = "bigint") -> int:
     if not _INTEGER.fullmatch(text):
         raise ValueError("is not an integer")
+    low, high = INTEGER_RANGES[column_type]
     # checked before int(): past 19 digits it is out of range anyway, and Python refuses to
     # convert more than 4300 digits
-    if len(text.lstrip("+-").lstrip("0")) > 19 or not BIGINT_MIN <= (value := int(text)) <= BIGINT_MAX:
-        raise ValueError(f"is outside the warehouse's bigint range ({BIGINT_MIN} to {BIGINT_MAX})")
+    if len(text.lstrip("+-").lstrip("0")) > 19 or not low <= (value := int(text)) <= high:
+        raise ValueError(f"is outside the warehouse's {column_type} range ({low} to {high})")
     return value
 
 
@@ -90,6 +100,22 @@ def _parse_decimal(text: str) -> Decimal:
         )
     if -value.as_tuple().exponent > NUMERIC_MAX_SCALE:  # type: ignore[operator]
         raise ValueError(f"has more than {NUMERIC_MAX_SCALE} digits after the decimal point (PostgreSQL numeric's limit)")
+    return value
+
+
+def _parse_numeric(precision: int, scale: int, text: str) -> Decimal:
+    """A decimal that numeric(precision, scale) holds once PostgreSQL rounds it to `scale` digits
+    after the point (half away from zero); the value itself is kept exactly as written."""
+    value = _parse_decimal(text)
+    whole_digits = precision - scale
+    rounded = (
+        value.quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP, decimal.Context(prec=precision + 1))
+        if value.adjusted() < whole_digits
+        else value
+    )
+    if rounded and rounded.adjusted() >= whole_digits:
+        largest = Decimal(10) ** whole_digits - Decimal(10) ** -scale
+        raise ValueError(f"is more than the warehouse's numeric({precision},{scale}) holds (at most {largest:f} in magnitude)")
     return value
 
 
@@ -115,12 +141,25 @@ def _parse_date(text: str) -> str:
 
 
 PARSERS: dict[str, t.Callable[[str], t.Any]] = {
-    "integer": _parse_integer,
     "decimal": _parse_decimal,
     "string": str,
     "boolean": _parse_boolean,
     "date": _parse_date,
 }
+
+
+TYPES = ["integer", "bigint", "numeric(p,s)", "decimal", "string", "boolean", "date"]  # decimal: numeric without limits
+TYPE_PATTERN = r"^(integer|bigint|numeric\([0-9]+, *[0-9]+\)|decimal|string|boolean|date)$"
+
+
+def parser_of(column_type: str) -> t.Callable[[str], t.Any] | None:
+    """The parser of a column type (None: no such type)."""
+    if column_type in INTEGER_RANGES:
+        return partial(_parse_integer, column_type=column_type)
+    if match := _NUMERIC.fullmatch(column_type):
+        precision, scale = int(match[1]), int(match[2])
+        return partial(_parse_numeric, precision, scale) if precision <= 1000 and scale <= precision else None
+    return PARSERS.get(column_type)
 
 
 def _locate_invalid_utf8(path: Path) -> tuple[int, int]:
@@ -149,10 +188,12 @@ class CsvFileStream(Stream):
         self.columns: dict[str, str] = dict(file_config["columns"])
         key_properties: list[str] = list(file_config.get("key_properties") or [])
 
+        self.parsers: dict[str, t.Callable[[str], t.Any]] = {}
         for column, column_type in self.columns.items():
-            if column_type not in PARSERS:
-                msg = f"stream {file_config['stream']}: column {column} has type {column_type!r}; use one of {', '.join(PARSERS)}"
+            if (parser := parser_of(column_type)) is None:
+                msg = f"stream {file_config['stream']}: column {column} has type {column_type!r}; use one of {', '.join(TYPES)}"
                 raise CsvInputError(msg)
+            self.parsers[column] = parser
         unknown_keys = [key for key in key_properties if key not in self.columns]
         if unknown_keys:
             msg = f"stream {file_config['stream']}: key_properties {unknown_keys} are not listed in columns"
@@ -160,7 +201,7 @@ class CsvFileStream(Stream):
 
         properties: dict[str, t.Any] = {}
         for column, column_type in self.columns.items():
-            column_schema = dict(COLUMN_SCHEMAS[column_type])
+            column_schema = dict(COLUMN_SCHEMAS.get(column_type, COLUMN_SCHEMAS["decimal"]))
             if column not in key_properties:
                 column_schema["type"] = [column_schema["type"], "null"]
             properties[column] = column_schema
@@ -177,7 +218,7 @@ class CsvFileStream(Stream):
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """Yield one typed record per CSV row, in file order."""
         try:
-            with self.path.open(encoding="utf-8-sig", newline="") as csv_file:
+            with self._open() as csv_file:
                 reader = csv.reader(self._bounded_lines(csv_file))
                 try:
                     yield from self._typed_rows(reader)
@@ -190,13 +231,21 @@ class CsvFileStream(Stream):
                 except csv.Error as exc:
                     msg = f"{self.path} line {reader.line_num}: {exc}; fix the file and {RERUN}"
                     raise CsvInputError(msg) from None
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            msg = (
-                f"{self.path}: cannot read the CSV file ({exc.strerror}); check the "
-                "file exists and is readable, and that ORDER_DETAILS_CSV (or the "
-                "`path` setting) points to it"
-            )
-            raise CsvInputError(msg) from None
+        except (FileNotFoundError, PermissionError) as exc:
+            raise CsvInputError(f"{self.path}: cannot read the CSV file ({exc.strerror}); {POINT_AT_IT}") from None
+
+    def _open(self) -> t.TextIO:
+        """The file, refused in one line unless it is a regular file: a FIFO with no writer would
+        block the run forever (it is opened without waiting, then checked)."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CsvInputError(f"{self.path}: not a regular file (a directory, FIFO, socket or device); {POINT_AT_IT}")
+            os.set_blocking(fd, True)
+            return open(fd, encoding="utf-8-sig", newline="")  # closed by the caller's with
+        except BaseException:
+            os.close(fd)
+            raise
 
     def _bounded_lines(self, csv_file: t.TextIO) -> t.Iterator[str]:
         """The file's physical lines, refusing one longer than MAX_LINE_CHARS without reading it whole."""
@@ -219,7 +268,7 @@ class CsvFileStream(Stream):
             raise CsvInputError(msg)
         self._check_header(header)
 
-        parsers = [PARSERS[self.columns[name]] for name in header]
+        parsers = [self.parsers[name] for name in header]
         keys = set(self.primary_keys or [])
         rows = 0
         for row in reader:

@@ -8,7 +8,7 @@ from pathlib import Path
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-from tap_northwind_csv.streams import PARSERS, CsvFileStream, CsvInputError
+from tap_northwind_csv.streams import TYPE_PATTERN, CsvFileStream, CsvInputError
 from tap_northwind_csv.writer import BufferedMsgSpecWriter
 
 
@@ -36,9 +36,10 @@ class TapNorthwindCsv(Tap):
                     th.Property("key_properties", th.ArrayType(th.StringType)),
                     th.Property(
                         "columns",
-                        th.ObjectType(additional_properties=th.StringType(allowed_values=list(PARSERS))),
+                        th.ObjectType(additional_properties=th.StringType(pattern=TYPE_PATTERN)),
                         required=True,
-                        description="Ordered mapping: column name -> type (integer, decimal, string, boolean, date).",
+                        description="Ordered mapping: column name -> the warehouse type its values must fit "
+                        "(integer, bigint, numeric(p,s), decimal, string, boolean, date).",
                     ),
                 )
             ),

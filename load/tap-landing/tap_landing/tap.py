@@ -5,25 +5,27 @@ and their files still match what step 1 recorded, the tap fails before emitting 
 no target can write. Each landed table becomes a stream named `load_<yyyymmdd>-<table>`, which
 target-postgres writes into the per-day load schema `load_<yyyymmdd>`.
 
+The tap reads no landed records file: it reads the private copy the load's gate wrote as it
+verified that file (`Landing.verified_copy`, under .meltano/staging/tap_landing/{D}/), so what
+the target loads is exactly what was verified, even if the landed file is swapped meanwhile.
+
 With `batch_rows` > 0 (the project's setting) the tap emits Singer SDK BATCH messages instead of
 one RECORD message per row: each points at an uncompressed JSONL file of at most `batch_rows`
-records (`file://` URL), which the target reads itself. A landed file that small is referenced
-directly; a bigger one (or one whose path needs URL escaping) is cut, byte for byte and never
-parsed, into chunk files under .meltano/staging/tap_landing/{D}/{hash of the table}/ (the target
-reads a whole batch file into memory, so the chunk size bounds its memory; `elt:close-load`
+records (`file://` URL), which the target reads itself. A verified copy that small is referenced
+directly; a bigger one is cut, byte for byte and never parsed, into chunk files beside it (the
+target reads a whole batch file into memory, so the chunk size bounds its memory; `elt:close-load`
 removes them). The files hold the landed records as they are, so values keep their exact decimal
 text (target-postgres parses numbers as Decimal). The stream schema declares decimal (`number`)
 columns as strings (`landing.load_stream_schema`): target-postgres then COPYs their exact text
 into text columns and `elt:close-load` casts them back to numeric; RECORD messages carry them as
 strings. A column whose name holds a double quote travels under a stand-in name
-(`landing.load_column_name`). `batch_rows: 0`, a DATA_DIR whose path needs URL escaping, or a
+(`landing.load_column_name`). `batch_rows: 0`, a project folder whose path needs URL escaping, or a
 table with such a column replays RECORD messages (the plain Singer path).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
 import json
 import os
@@ -48,11 +50,14 @@ class LandedStream(Stream):
 
     def __init__(self, tap: Tap, source: Source, table: str, day: dt.date, landing: Landing, rows: int) -> None:
         stored = landing.schema(source, table, day)
-        self.path = landing.records_file(source, table, day)
+        self.path = landing.verified_copy(source, table, day)
+        if not self.path.is_file():
+            raise SystemExit(
+                f"tap-landing: no verified copy of {landing.records_file(source, table, day)} ({self.path}): the load job's "
+                f"gate writes it; run the whole job (RUN_DATE={day} meltano run load), not the tap alone"
+            )
         self.rows = rows
-        # a name without spaces or quotes: the SDK re-encodes batch URLs and cannot open such paths
-        safe = hashlib.sha1(table.encode()).hexdigest()[:12]
-        self.chunk_dir = landing.staging_root / "tap_landing" / day.isoformat() / safe
+        self.chunk_dir = self.path.with_suffix("")  # its chunks, if cut
         # decimals declared as strings: target-postgres COPYs text exactly (warehouse.commit casts back)
         super().__init__(tap, schema=load_stream_schema(stored["schema"]), name=f"{load_schema_name(day)}-{table}")
         self.primary_keys = [load_column_name(name) for name in stored["key_properties"]]
@@ -85,7 +90,7 @@ class LandedStream(Stream):
         shutil.rmtree(self.chunk_dir, ignore_errors=True)  # chunks of an earlier load of the day
         if self.rows == 0:
             return
-        if self.rows <= limit and _url_safe(self.path):
+        if self.rows <= limit:
             yield JSONL, [self.path.as_uri()]
             return
         self.chunk_dir.mkdir(parents=True)
@@ -131,6 +136,6 @@ class TapLanding(Tap):
             data_dir = root / data_dir
         landing = Landing(data_dir, root / ".meltano" / "staging")  # the project's one staging folder
         # both step-1 tasks succeeded (their markers), else GateError naming what to rerun; the
-        # load job's open task verified every file (a plain tap run writes only a load schema)
+        # load job's open task verified every file into the copies read here
         tables = landing.check_day(day, verify=False)
         return [LandedStream(self, source, table, day, landing, info["rows"]) for (source, table), info in tables.items()]
