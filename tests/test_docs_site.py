@@ -1,4 +1,6 @@
-"""The dbt docs site shows the lineage of the `orders_details` mart, checked in headless Chromium.
+"""The dbt docs site shows the lineage of the `orders_details` mart, checked in headless Chromium,
+down to what reads it: the export (the dbt exposure `orders_details_export`,
+transform/models/marts/__exposures.yml).
 
 What `make docs` does, end to end:
 
@@ -7,8 +9,10 @@ What `make docs` does, end to end:
 2. serve transform/target over HTTP (the site loads manifest.json and catalog.json with XHR,
    so it does not work from file://);
 3. open the model page `#!/model/model.northwind.orders_details` in headless Chromium, click
-   "View Lineage Graph" (the model's direct neighbours: the staging models), then "View
-   Fullscreen" (the whole lineage, down to the raw sources) and read the nodes and edges shown;
+   "View Lineage Graph" (the model's direct neighbours: the staging models and the export), then
+   "View Fullscreen" (the whole lineage, from the raw sources to the export) and read the nodes
+   and edges shown; then, in the model's "Referenced By" list, open the "Exposures" tab and follow
+   the link to the export's page, and read it;
 4. save a screenshot of the full lineage view, and the graphs read as JSON, under artifacts/
    (docs-lineage-orders_details.{png,json}) for a human to look at.
 
@@ -47,13 +51,18 @@ MODEL = "model.northwind.orders_details"
 TABLES = ["orders", "order_details", "products", "customers", "employees", "shippers"]
 STAGING = [f"model.northwind.stg_northwind__{table}" for table in TABLES]
 SOURCES = [f"source.northwind.northwind.{table}" for table in TABLES]
+# the export (`make export`, src/northwind_elt/export.py), declared in transform/models/marts/__exposures.yml
+EXPOSURE = "exposure.northwind.orders_details_export"
+EXPOSURE_LABEL = "orders_details export (CSV and JSON)"
 PROBE_PATH = "/__lineage_probe__.html"
 WINDOW = (1400, 1000)
 
 # Loads the docs site in an iframe and acts like a user: waits for the model page, clicks
 # "View Lineage Graph" (a sidebar graph of the model's direct neighbours), then "View Fullscreen"
-# (the whole lineage). What each graph shows goes into <pre id="probe"> as JSON:
-# {"page": {...}, "sidebar": {"nodes": [...], "edges": [...]}, "fullscreen": {...}, "error": ...}
+# (the whole lineage), then opens the "Exposures" tab of the model's "Referenced By" list and
+# follows its link to the export's page. What each graph and the export's page show goes into
+# <pre id="probe"> as JSON: {"page": {...}, "sidebar": {"nodes": [...], "edges": [...]},
+# "fullscreen": {...}, "exposure": {"url", "title", "text", "depends_on": [...]}, "error": ...}
 PROBE_HTML = """<!doctype html>
 <html>
 <head><meta charset="utf-8"><title>lineage probe</title></head>
@@ -62,7 +71,9 @@ PROBE_HTML = """<!doctype html>
 <iframe id="docs" src="/#!/model/__MODEL__" style="width:100vw; height:100vh; border:0"></iframe>
 <script>
   var frame = document.getElementById("docs");
-  var result = {page: null, sidebar: null, fullscreen: null, error: null};
+  var result = {page: null, sidebar: null, fullscreen: null, exposure: null, error: null};
+  var exposureLink = null;  // the export's link in the model's "Referenced By" list, once clicked
+  var linkTries = 0;
   var tries = 0, stable = 0, lastShown = "";
 
   function finish(error) {
@@ -90,7 +101,11 @@ PROBE_HTML = """<!doctype html>
 
   function step() {
     tries += 1;
-    if (tries > 300) { return finish("timed out waiting for the " + (result.page ? "graph" : "model page")); }
+    if (tries > 300) {
+      var waited = !result.page ? "model page" : !result.fullscreen ? "graph"
+                 : !exposureLink ? "export in the model's Referenced By list" : "export's page";
+      return finish("timed out waiting for the " + waited);
+    }
     try {
       var doc = frame.contentDocument;
       if (!result.page) {
@@ -106,9 +121,35 @@ PROBE_HTML = """<!doctype html>
         if (result.sidebar) {
           doc.querySelector('.launcher-actions a[ng-click="showExpanded()"]').click();  // "View Fullscreen"
         }
-      } else {
+      } else if (!result.fullscreen) {
         result.fullscreen = settledGraph(doc);
-        if (result.fullscreen) { return finish(); }
+      } else if (!exposureLink) {
+        // "Referenced By": one tab per kind of resource reading the model; "Exposures" lists the export
+        // (the list is part of the model page, already rendered: a few tries are plenty)
+        linkTries += 1;
+        if (linkTries > 25) { return finish("the export is not in the Referenced By list of the model page"); }
+        var referencedBy = doc.getElementById("referenced_by").parentNode;
+        var tab = Array.prototype.find.call(referencedBy.querySelectorAll(".nav-tabs a"),
+                                            function (a) { return a.textContent.trim() === "Exposures"; });
+        if (tab) { tab.click(); }
+        exposureLink = tab && referencedBy.querySelector('a[href$="/exposure/__EXPOSURE__"]');
+        if (exposureLink) { exposureLink.click(); }
+      } else {
+        // the export's page is rendered once its "Depends On" list is there
+        var dependsOn = doc.getElementById("depends_on");
+        var links = dependsOn ? dependsOn.parentNode.querySelectorAll(".list-unstyled a") : [];
+        var title = doc.querySelector(".app-title h1");
+        if (frame.contentWindow.location.href.indexOf("/exposure/") >= 0 && links.length) {
+          result.exposure = {
+            url: frame.contentWindow.location.href,
+            title: title ? title.innerText : "",
+            text: doc.body.innerText,
+            depends_on: Array.prototype.map.call(links, function (a) {
+              return {name: a.textContent.trim(), href: a.getAttribute("href")};
+            })
+          };
+          return finish();
+        }
       }
     } catch (e) {
       return finish(String(e));
@@ -119,7 +160,7 @@ PROBE_HTML = """<!doctype html>
 </script>
 </body>
 </html>
-""".replace("__MODEL__", MODEL)
+""".replace("__MODEL__", MODEL).replace("__EXPOSURE__", EXPOSURE)
 
 
 def _require_chromium() -> None:
@@ -217,6 +258,10 @@ def test_docs_generate_writes_the_site(docs_site: Path) -> None:
     assert set(manifest["parent_map"][MODEL]) == set(STAGING)
     catalog = json.loads((docs_site / "catalog.json").read_text())
     assert "line_total" in catalog["nodes"][MODEL]["columns"], "catalog.json lacks the mart's columns"
+    # the export reads the mart: an exposure whose only parent is the mart
+    assert EXPOSURE in manifest["exposures"], f"no exposure {EXPOSURE}: {sorted(manifest['exposures'])}"
+    assert manifest["exposures"][EXPOSURE]["depends_on"]["nodes"] == [MODEL]
+    assert EXPOSURE in manifest["child_map"][MODEL]
 
 
 def test_model_page_shows_the_lineage_of_orders_details(site_url: str, settings: settings_mod.Settings, tmp_path: Path) -> None:
@@ -244,21 +289,36 @@ def test_model_page_shows_the_lineage_of_orders_details(site_url: str, settings:
         assert text in page["text"], f"{text!r} is not on the model page"
 
     # "View Lineage Graph": the mart and its direct neighbours, i.e. every staging model it reads
+    # and the export that reads it
     sidebar = _graph(result["sidebar"])
     assert sidebar.nodes.get(MODEL) == "orders_details"
     for staging in STAGING:
         assert staging in sidebar.nodes, f"{staging} missing from the lineage graph: {sorted(sidebar.nodes)}"
         assert (staging, MODEL) in sidebar.edges, f"no edge {staging} -> {MODEL}"
+    assert EXPOSURE in sidebar.nodes, f"the export is missing from the lineage graph: {sorted(sidebar.nodes)}"
+    assert (MODEL, EXPOSURE) in sidebar.edges, f"no edge {MODEL} -> {EXPOSURE}"
 
-    # "View Fullscreen": the whole lineage, down to the raw sources of every staging model
+    # "View Fullscreen": the whole lineage, from the raw sources of every staging model to the export
     full = _graph(result["fullscreen"])
-    missing = [node for node in [MODEL, *STAGING, *SOURCES] if node not in full.nodes]
+    missing = [node for node in [MODEL, *STAGING, *SOURCES, EXPOSURE] if node not in full.nodes]
     assert not missing, f"not in the full lineage graph: {missing}; shown: {sorted(full.nodes)}"
     for table, staging, source in zip(TABLES, STAGING, SOURCES, strict=True):
         assert full.nodes[staging] == f"stg_northwind__{table}"
         assert full.nodes[source] == f"northwind.{table}"
         assert (source, staging) in full.edges, f"no edge {source} -> {staging}"
         assert (staging, MODEL) in full.edges, f"no edge {staging} -> {MODEL}"
+    assert full.nodes[EXPOSURE] == EXPOSURE_LABEL
+    assert (MODEL, EXPOSURE) in full.edges, f"no edge {MODEL} -> {EXPOSURE}"
+
+    # the export's page, reached from the mart's "Referenced By" list: its label, name and owner,
+    # the files it writes, and that it depends on the mart (a link back to the mart's page)
+    exposure = result["exposure"]
+    assert exposure["url"].split("?")[0].endswith(f"#!/exposure/{EXPOSURE}")  # ?g_v=1: the graph is still open
+    assert EXPOSURE_LABEL in exposure["title"]
+    files = ("data/output/D/orders_details.csv", "data/output/D/orders_details.json")
+    for text in ("orders_details_export", "northwind-elt maintainers", "src/northwind_elt/export.py", *files):
+        assert text in exposure["text"], f"{text!r} is not on the export's page"
+    assert exposure["depends_on"] == [{"name": "orders_details", "href": f"#!/model/{MODEL}"}]
 
     # and a picture of it, for humans. `?g_v=1` is dbt docs' own link to a page with its lineage
     # graph open full screen (drawn without the expand animation, so the labels come out sharp).

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
+import functools
+import http.server
 import subprocess
 import sys
 import sysconfig
 import warnings
 from pathlib import Path
+
+import psycopg
 
 from . import database, registry
 from . import settings as settings_mod
@@ -137,16 +142,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     settings = _settings()
-    port = str(settings.docs_port)
     env = settings.meltano_env() | {"RUN_DATE": dt.date.today().isoformat()}
     database.ensure_running(settings)
     generated = subprocess.run([meltano_exe(), "invoke", "dbt-postgres:docs-generate"], cwd=settings.root, env=env)
     if generated.returncode or args.generate_only:
         return generated.returncode
-    print(f"dbt docs on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    return subprocess.run(
-        [meltano_exe(), "invoke", "dbt-postgres", "docs", "serve", "--port", port, "--no-browser"], cwd=settings.root, env=env
-    ).returncode
+    # served here, as `dbt docs serve` would serve transform/target: the port printed is the one
+    # bound (DOCS_PORT when chosen, else 8081 or the next free one), and Ctrl-C ends it quietly
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(settings.root / "transform" / "target"))
+    first = settings.docs_port or settings_mod.DEFAULT_DOCS_PORT
+    for port in range(first, first + (1 if settings.docs_port else 100)):
+        with contextlib.suppress(OSError):
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+            break
+    else:
+        raise ConfigError(
+            f"DOCS_PORT={first}: the port is taken on 127.0.0.1 (another `make docs`?); stop what listens there, or set another DOCS_PORT"
+        )
+    print(f"dbt docs on http://127.0.0.1:{port} ({f'port {first} is taken; ' if port != first else ''}Ctrl-C to stop)", flush=True)
+    with server, contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
 
 
 def _make_var(name: str, check):  # type: ignore[no-untyped-def]
@@ -227,8 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     args = build_parser().parse_args(argv)
     try:
-        privacy.secure(_settings())
-        return int(args.func(args) or 0)
+        settings = _settings()
+        privacy.secure(settings)
+        try:
+            return int(args.func(args) or 0)
+        except (NweltError, psycopg.OperationalError) as exc:  # a server down or stopping: one line saying so
+            if (down := database.server_down(settings, exc)) is None:
+                raise
+            raise down from None
     except NweltError as exc:  # a known failure: one line with what to run, never a traceback
         print(error_line(exc), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 75 if isinstance(exc, LockBusy) else 1

@@ -11,9 +11,11 @@ runs as an unprivileged OS user, because initdb refuses root.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from . import sourcedata
-from .errors import ConfigError
+from .errors import ConfigError, Fix, LedgerError, NweltError
 from .settings import Settings
 
 OS_USER = "embedded_postgres"
@@ -292,7 +294,7 @@ class EmbeddedPostgres:
             for name, owner in ((src.database, SUPERUSER), (wh.database, wh.user)):
                 if not db.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
                     db.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(owner)))
-                db.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(name)))
+            self.close_databases_to_public(db)
             db.execute(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(src.database), sql.Identifier(src.user)))
         self.seed()
         with self.admin(src.database) as db:
@@ -301,6 +303,20 @@ class EmbeddedPostgres:
             db.execute(sql.SQL("grant select on all tables in schema public to {}").format(reader))
             db.execute(sql.SQL("alter default privileges in schema public grant select on tables to {}").format(reader))
             self.lock_down_reader(db, src.user)
+
+    @staticmethod
+    def close_databases_to_public(db: psycopg.Connection) -> None:
+        """PUBLIC may connect to, and make temporary tables and functions in, every new database
+        (`postgres` too; CREATE DATABASE gives each the default ACL, whatever template1's is).
+        Revoked on each one that still grants PUBLIC anything: the extract role then connects only
+        to the source databases granted to it, the loader only to the warehouses it owns (an owner
+        keeps its privileges). Run on every start, so a database created since is closed too."""
+        for (name,) in db.execute(
+            "select datname from pg_database where datallowconn and exists"
+            " (select from aclexplode(coalesce(datacl, acldefault('d', datdba))) a where a.grantee = 0)"
+        ).fetchall():
+            with contextlib.suppress(psycopg.errors.InvalidCatalogName):  # dropped meanwhile (a test's)
+                db.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(name)))
 
     @staticmethod
     def lock_down_reader(db: psycopg.Connection, reader: str) -> None:
@@ -364,3 +380,32 @@ def ensure_running(settings: Settings) -> None:
     """The embedded server up (a step, status and the docs need it); external servers are the user's."""
     if settings.embedded:
         EmbeddedPostgres(settings).up(sync_passwords=False)
+
+
+# A server not running or stopping, in libpq's words (when a connection fails or the server ends a
+# session), also quoted in a message (the lock holder's); or as the server's SQLSTATE (admin_shutdown,
+# crash_shutdown, cannot_connect_now), whatever its language
+_DOWN = re.compile(
+    r"connection to server .*? failed: (Connection refused|No such file or directory|FATAL: +the database system is (shutting|starting))"
+    r"|terminating connection due to administrator command|server closed the connection unexpectedly"
+)
+_DOWN_STATES = ("57P01", "57P02", "57P03")
+
+
+def server_down(settings: Settings, error: BaseException) -> NweltError | None:
+    """`error` in one line when it, or an error it wraps, says a PostgreSQL server is not running or
+    is stopping (`make db-down`, a restart): which server, and how to start it; None for any other
+    failure. A NweltError keeps its class and fixes; a bare psycopg error becomes a LedgerError."""
+    cause: BaseException | None = error
+    while cause is not None and not (getattr(cause, "sqlstate", None) in _DOWN_STATES or _DOWN.search(str(cause))):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    fixes = list(error.fixes) if isinstance(error, NweltError) else []
+    if settings.embedded:
+        message = f"the embedded PostgreSQL (127.0.0.1:{settings.pg_port}) is not running or is stopping (`make db-down`?)"
+        fixes = [Fix(note="make db-up"), *(fixes or [Fix(note="rerun")])]
+    else:  # nwelt's own sessions are the warehouse's (the source's are the taps')
+        where = f"{settings.warehouse.host}:{settings.warehouse.port}"
+        message = f"the warehouse's PostgreSQL at {where} (NWELT_DB=external) is not running or is stopping: start it (or fix WAREHOUSE_PG_*), then rerun"
+    return (type(error) if isinstance(error, NweltError) else LedgerError)(message, fixes)

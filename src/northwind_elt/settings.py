@@ -17,7 +17,7 @@ from dotenv import dotenv_values
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PG_PORT = 55432
+DEFAULT_PG_PORT, DEFAULT_DOCS_PORT = 55432, 8081
 
 
 def meltano_exe() -> str:
@@ -74,7 +74,7 @@ class Settings:
     lock_wait: float = 0.0  # seconds a step waits for a busy day (NWELT_LOCK_WAIT_SECONDS)
     heartbeat_seconds: float = 10.0  # a line at least this often while a step runs (NWELT_HEARTBEAT_SECONDS)
     backfill_days: int = 2  # days a backfill runs side by side (NWELT_BACKFILL_DAYS)
-    docs_port: int = 8081  # the dbt docs site's port (DOCS_PORT)
+    docs_port: int | None = None  # DOCS_PORT when chosen; None: 8081, or the next free port (cli.cmd_docs)
     shared_dir: Path = ROOT.parent / "shared" / "northwind"  # the challenge's files beside the repo (NORTHWIND_SHARED_DIR)
 
     @property
@@ -137,15 +137,18 @@ def load(root: Path = ROOT) -> Settings:
             if not low <= value <= high:
                 raise ValueError
         except ValueError:
-            raise ConfigError(
-                f"{name}={raw!r} is not a number from {low:g} to {high:g}: fix or unset it (.env or the environment)"
-            ) from None
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"{name}={raw!r} is not {what} from {low:g} to {high:g}: fix or unset it (.env or the environment)") from None
         return float(value)
 
-    data_dir = Path(get("DATA_DIR", "data"))
-    data_dir = data_dir if data_dir.is_absolute() else root / data_dir
-    if data_dir.exists() and not data_dir.is_dir():
-        raise ConfigError(f"DATA_DIR={data_dir} is a file, not a folder: point DATA_DIR at a folder (or remove the file)")
+    def folder(name: str, default: str) -> Path:
+        """A folder setting; relative to the project root."""
+        path = root / get(name, default)  # an absolute value replaces the root
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{name}={path} is a file, not a folder: point {name} at a folder (or remove the file)")
+        return path
+
+    data_dir = folder("DATA_DIR", "data")
     source_dir = Path(get("SOURCE_DATA_DIR", str(root / "data" / "source")))
     csv_path = Path(get("ORDER_DETAILS_CSV", str(source_dir / "order_details.csv")))
     db_mode = get("NWELT_DB", "embedded")
@@ -153,6 +156,7 @@ def load(root: Path = ROOT) -> Settings:
         raise ConfigError(f"NWELT_DB={db_mode!r}: use 'embedded' (default) or 'external'")
     pg_port = int(number("NWELT_PG_PORT", DEFAULT_PG_PORT))
     default_host = "127.0.0.1" if db_mode == "embedded" else ""
+    docs_port = int(number("DOCS_PORT", DEFAULT_DOCS_PORT))  # chosen: set in the environment, or in .env to another port than 8081
 
     def conn(prefix: str, database: str, user: str) -> PgConn:
         host = get(f"{prefix}_PG_HOST", default_host)
@@ -173,14 +177,14 @@ def load(root: Path = ROOT) -> Settings:
         csv_path=csv_path,
         db_mode=db_mode,
         pg_port=pg_port,
-        pg_home=Path(get("NWELT_PG_HOME", str(root / ".pg"))),
+        pg_home=folder("NWELT_PG_HOME", ".pg"),
         source=conn("SOURCE", "northwind", "northwind_reader"),
         warehouse=conn("WAREHOUSE", "warehouse", "warehouse_loader"),
         env={k: v for k, v in env.items() if k.isupper()},
         lock_wait=number("NWELT_LOCK_WAIT_SECONDS", 0, 0, 86400, float),
         heartbeat_seconds=number("NWELT_HEARTBEAT_SECONDS", 10, 0.1, 3600, float),
         backfill_days=int(number("NWELT_BACKFILL_DAYS", 2, 1, 8)),
-        docs_port=int(number("DOCS_PORT", 8081)),
+        docs_port=docs_port if os.environ.get("DOCS_PORT") or docs_port != DEFAULT_DOCS_PORT else None,
         shared_dir=Path(get("NORTHWIND_SHARED_DIR", str(root.parent / "shared" / "northwind"))),
     )
 

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from northwind_elt import cli
+from northwind_elt import cli, database, export, ledger, locks
+from northwind_elt import settings as settings_mod
+from northwind_elt.console import error_line
+from northwind_elt.database import EmbeddedPostgres
+from northwind_elt.errors import NweltError
+from northwind_elt.settings import Settings
 
 
 def parse(*argv: str):  # type: ignore[no-untyped-def]
@@ -47,3 +59,81 @@ def test_a_bad_setting_is_one_line_naming_it(capsys: pytest.CaptureFixture[str],
     monkeypatch.setenv("NWELT_HEARTBEAT_SECONDS", "abc")
     assert cli.main(["status", "--date", "2024-01-01"]) == 2
     assert capsys.readouterr().err.startswith("ConfigError: NWELT_HEARTBEAT_SECONDS='abc' is not a number")
+
+
+def test_a_server_that_is_not_running_is_one_line_naming_host_and_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """External servers, nothing listening (psycopg: `Connection refused`): the server, not libpq's words."""
+    port = settings_mod.free_port(47000)
+    for prefix in ("SOURCE", "WAREHOUSE"):
+        monkeypatch.setenv(f"{prefix}_PG_HOST", "127.0.0.1")
+        monkeypatch.setenv(f"{prefix}_PG_PORT", str(port))
+    monkeypatch.setenv("NWELT_DB", "external")
+    assert cli.main(["status", "--date", "2024-01-01"]) == 1
+    assert capsys.readouterr().err == (
+        f"LedgerError: the warehouse's PostgreSQL at 127.0.0.1:{port} (NWELT_DB=external) is not running or is stopping: "
+        "start it (or fix WAREHOUSE_PG_*), then rerun\n"
+    )
+
+
+DAY = dt.date(2024, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        ledger.connect,
+        lambda settings: export.export(settings, DAY),
+        lambda settings: locks.start_holder(settings, "load", DAY, os.getpid()),
+    ],
+    ids=["ledger", "export", "lock-holder"],
+)
+def test_the_embedded_server_not_running_names_make_db_up(warehouse: Settings, use: Callable[[Settings], object]) -> None:
+    """The embedded server stopped (`make db-down`): whatever wrapped psycopg's error (a LedgerError,
+    an ExportError around a LoadError, the lock holder's message through its pipe) says so, and
+    names `make db-up`."""
+    port = settings_mod.free_port(47000)
+    stopped = dataclasses.replace(warehouse, pg_port=port, warehouse=dataclasses.replace(warehouse.warehouse, port=port))
+    with pytest.raises(NweltError) as raised:
+        use(stopped)
+    down = database.server_down(stopped, raised.value)
+    assert down is not None and error_line(down) == (
+        f"{type(raised.value).__name__}: the embedded PostgreSQL (127.0.0.1:{port}) is not running or is stopping (`make db-down`?); "
+        "run make db-up; then rerun"
+    )
+    wrong_password = dataclasses.replace(warehouse, warehouse=dataclasses.replace(warehouse.warehouse, password="wrong"))
+    with pytest.raises(NweltError) as refused:
+        use(wrong_password)
+    assert database.server_down(wrong_password, refused.value) is None  # a running server: its own words
+
+
+PROVISION_LOCK = "select pg_advisory_lock(hashtext('northwind-elt provision'))"
+
+
+def test_a_server_stopped_while_a_command_starts_it_is_one_line(
+    server: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make db-down` racing the start of `make pipeline` or `make status` (database.ensure_running):
+    the fast shutdown ends the start-up provisioning's session (psycopg's AdminShutdown, a traceback
+    before). Here the provisioning waits for its lock, held by the test, until the server stops."""
+    db = EmbeddedPostgres(server)
+    monkeypatch.setenv("NWELT_DB", "embedded")
+    monkeypatch.setenv("NWELT_PG_HOME", str(server.pg_home))
+    monkeypatch.setenv("NWELT_PG_PORT", str(server.pg_port))
+    waiting = "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like '%northwind-elt provision%'"
+    with db.admin() as holder, ThreadPoolExecutor(1) as pool:
+        holder.execute(PROVISION_LOCK)
+        status = pool.submit(cli.main, ["status", "--date", "2024-01-01"])
+        try:
+            deadline = time.monotonic() + 60
+            while not (provisioning := holder.execute(waiting).fetchone() == (1,)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            db.stop()  # `make db-down`: a fast shutdown ends every session
+            db.start()  # the other tests' server
+    assert provisioning and status.result() == 1
+    assert capsys.readouterr().err == (
+        f"LedgerError: the embedded PostgreSQL (127.0.0.1:{server.pg_port}) is not running or is stopping (`make db-down`?); "
+        "run make db-up; then rerun\n"
+    )

@@ -35,3 +35,12 @@ def test_the_dag_imports_and_its_graph_is_the_registry(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     graph = json.loads(result.stdout.strip().splitlines()[-1])
     assert graph == {s.task_id: sorted(registry.get(u).task_id for u in s.upstream) for s in registry.STEPS}
+
+
+def test_a_bad_setting_fails_the_import_in_one_line(tmp_path: Path) -> None:
+    if not PYTHON.exists():
+        pytest.skip("Airflow is not installed: run make airflow-setup")
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "NWELT_TASK_TIMEOUT_MINUTES": "abc"}
+    result = subprocess.run([str(PYTHON), "-c", SCRIPT, str(DAG)], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == "ValueError: NWELT_TASK_TIMEOUT_MINUTES='abc' is not a whole number: fix or unset it"

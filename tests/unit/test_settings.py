@@ -3,6 +3,7 @@ the embedded server that no other server on the machine already listens on."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import stat
@@ -12,6 +13,7 @@ import pytest
 from dotenv import dotenv_values
 
 from northwind_elt import settings
+from northwind_elt.errors import ConfigError
 
 
 @pytest.fixture
@@ -48,3 +50,60 @@ def test_a_given_port_wins(project: Path, monkeypatch: pytest.MonkeyPatch) -> No
     settings.ensure_env_file(project)
     values = dotenv_values(project / ".env")
     assert {values[name] for name in ("NWELT_PG_PORT", "SOURCE_PG_PORT", "WAREHOUSE_PG_PORT")} == {"61234"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("NWELT_HEARTBEAT_SECONDS", "abc", "is not a number from 0.1 to 3600"),
+        ("NWELT_LOCK_WAIT_SECONDS", "-1", "is not a number from 0 to 86400"),
+        ("NWELT_BACKFILL_DAYS", "1.5", "is not a whole number from 1 to 8"),
+        ("NWELT_PG_PORT", "5432a", "is not a whole number from 1 to 65535"),
+        ("WAREHOUSE_PG_PORT", "0", "is not a whole number from 1 to 65535"),
+        ("DOCS_PORT", "99999", "is not a whole number from 1 to 65535"),
+    ],
+)
+def test_a_bad_number_is_one_line_naming_it_and_what_is_accepted(
+    project: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as error:
+        settings.load(project)
+    assert error.value.message == f"{name}={value!r} {says}: fix or unset it (.env or the environment)"
+
+
+def test_the_other_settings_are_checked_too(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NWELT_DB", "sqlite")
+    with pytest.raises(ConfigError, match=r"^NWELT_DB='sqlite': use 'embedded' \(default\) or 'external'$"):
+        settings.load(project)
+    monkeypatch.setenv("NWELT_DB", "embedded")
+    (project / "pg").write_text("")
+    monkeypatch.setenv("NWELT_PG_HOME", "pg")  # a folder setting is relative to the project root
+    with pytest.raises(
+        ConfigError, match=f"^NWELT_PG_HOME={re.escape(str(project / 'pg'))} is a file, not a folder: point NWELT_PG_HOME at a folder"
+    ):
+        settings.load(project)
+
+
+def test_docs_port_is_chosen_in_the_environment_or_in_env_by_a_port_of_ones_own(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make docs` takes the next free port unless DOCS_PORT was chosen: .env.example's 8081 (in
+    every `.env` that `make setup` wrote) is not a choice."""
+    monkeypatch.delenv("DOCS_PORT", raising=False)
+    settings.ensure_env_file(project)
+    assert settings.load(project).docs_port is None
+    with (project / ".env").open("a") as env:
+        env.write("DOCS_PORT=9000\n")
+    assert settings.load(project).docs_port == 9000
+    monkeypatch.setenv("DOCS_PORT", "8081")
+    assert settings.load(project).docs_port == 8081
+
+
+def test_every_variable_is_in_the_table_of_operations_md() -> None:
+    """docs/operations.md lists every NWELT_* variable the project reads (and DOCS_PORT) in one table."""
+    text = (settings.ROOT / "docs" / "operations.md").read_text()
+    section = text.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([A-Z_]+)`", "\n".join(line for line in section.splitlines() if line.startswith("| `"))))
+    readers = [*(settings.ROOT / "src" / "northwind_elt").glob("*.py"), *(settings.ROOT / "orchestrate").rglob("*.py")]
+    readers += [settings.ROOT / name for name in (".env.example", "docker-compose.yml", "Makefile", "meltano.yml")]
+    read = {name for path in readers for name in re.findall(r"\b(NWELT_[A-Z_]*[A-Z]|DOCS_PORT)\b", path.read_text())}
+    assert read - documented == set()

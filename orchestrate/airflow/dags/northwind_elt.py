@@ -72,10 +72,20 @@ def _registry() -> ModuleType:
 
 
 REGISTRY = _registry()
+
+
+def _whole_number(name: str, default: str | None) -> int | None:
+    """A whole-number setting from the environment; a bad value fails the DAG's import in one line."""
+    text = os.environ.get(name, default)
+    if text is not None and not text.isdigit():
+        raise ValueError(f"{name}={text!r} is not a whole number: fix or unset it")
+    return None if text is None else int(text)
+
+
 # Extracts read live sources, so a retry can help (a source restarting, a busy network); the
 # registry says how many. NWELT_EXTRACT_RETRIES overrides it (0 in tests that expect a failure).
-RETRIES_OVERRIDE = os.environ.get("NWELT_EXTRACT_RETRIES")
-EXECUTION_TIMEOUT = timedelta(minutes=int(os.environ.get("NWELT_TASK_TIMEOUT_MINUTES", "120")))
+RETRIES_OVERRIDE = _whole_number("NWELT_EXTRACT_RETRIES", None)
+EXECUTION_TIMEOUT = timedelta(minutes=_whole_number("NWELT_TASK_TIMEOUT_MINUTES", "120") or 120)
 BACKOFF = {
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,  # waits about 1, 2, 4, ... minutes between tries
@@ -111,7 +121,7 @@ def run_step(step: str, ds: str) -> None:
 
 def step_task(step) -> PythonOperator:  # type: ignore[no-untyped-def]
     """A task that runs one pipeline step (a registry.Step) for the run's logical date."""
-    retries = int(RETRIES_OVERRIDE) if step.retries and RETRIES_OVERRIDE is not None else step.retries
+    retries = RETRIES_OVERRIDE if step.retries and RETRIES_OVERRIDE is not None else step.retries
     return PythonOperator(
         task_id=step.task_id,
         python_callable=run_step,
