@@ -47,10 +47,10 @@ def test_config_list_works_for_every_plugin(plugin: str) -> None:
 
 
 def test_config_list_shows_the_csv_default_and_its_override(tmp_path: Path) -> None:
-    default = meltano("config", "list", "--all", "tap-northwind-csv")
+    default = meltano("config", "list", "tap-northwind-csv")  # without --all: the file read is configuration, not hidden
     assert f"current value: '{ROOT}/data/source/order_details.csv'" in default.stdout
     other = tmp_path / "order_details.csv"
-    overridden = meltano("config", "list", "--all", "tap-northwind-csv", ORDER_DETAILS_CSV=str(other))
+    overridden = meltano("config", "list", "tap-northwind-csv", ORDER_DETAILS_CSV=str(other))
     assert f"current value: '{other}' (from the ORDER_DETAILS_CSV variable in the environment)" in overridden.stdout
 
 
