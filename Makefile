@@ -75,8 +75,8 @@ export: setup ## mart rows of DATE -> data/output/{DATE}/orders_details.csv and 
 
 pipeline: setup ## run every step for DATE (default today); STEP=load resumes from a step
 	@$(NWELT) pipeline --date "$$DATE" $${STEP:+--from-step "$$STEP"}
-status: setup ## step outcomes for DATE (or the last DAYS days) and the command to resume
-	@$(NWELT) status $${DATE:+--date "$$DATE"} $${DAYS:+--days "$$DAYS"}
+status: setup ## step outcomes for DATE and the command to resume; START/END (or DAYS=N): one line a day
+	@$(NWELT) status $${DATE:+--date "$$DATE"} $${DAYS:+--days "$$DAYS"} $${START:+--start "$$START"} $${END:+--end "$$END"}
 backfill: setup ## run the pipeline for every day from START to END
 	@$(NWELT) backfill --start "$$START" --end "$$END"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import signal
@@ -42,14 +43,25 @@ def test_unreadable_csv_status_and_printed_commands_complete_the_day(project: Pr
     lines = result.stderr.strip().splitlines()
     tail = lines[lines.index(f"FAILED: step extract-csv for {day}") :]
     assert len(tail) <= 7  # the block is the end of the output (then make's own one-line note)
-    assert "cannot read the CSV file" in tail[1] and str(unreadable) in tail[1]
+    assert "not a regular file" in tail[1] and str(unreadable) in tail[1]  # a folder: refused before it is read
     assert tail[2].strip().startswith("log:") and Path(tail[2].split("log:")[1].strip()).exists()
     assert tail[3].strip() == f"resume: make extract-csv DATE={day}"
     assert tail[4].strip() == f"then:   make pipeline DATE={day} STEP=load"
-    assert not re.search(r"\[extract-csv\].* 0 rows", result.stdout)  # no misleading count before the failure
+    # no misleading count before the failure (a heartbeat's "0 rows so far" on a busy machine is true)
+    assert not re.search(r"\[extract-csv\] (?!running for).* 0 rows", result.stdout)
 
     status = project.make("status", f"DATE={day}")
     assert status.returncode != 0
+    # one clock (the ledger's) for the summary and status, though the plugin failed before the close task
+    summary_seconds = re.search(r"^  extract-csv\s+FAILED\s+-\s+([\d.]+) s$", result.stdout, re.M)
+    status_seconds = re.search(r"^  extract-csv\s+failed\s+-\s+([\d.]+)  CsvInputError", status.stdout, re.M)
+    assert summary_seconds and status_seconds and summary_seconds.group(1) == status_seconds.group(1), (result.stdout, status.stdout)
+    # the report says why it exits non-zero before make's own `Error 1` line
+    assert (
+        status.stdout.splitlines()[-1]
+        == f"exit 1: {day} is not complete; make status exits 0 once every step of every day shown has succeeded"
+    )
+    assert re.fullmatch(r"make: \*\*\* \[Makefile:\d+: status\] Error 1", status.stderr.strip())
     assert _status_rows(status.stdout) == {
         "extract-postgres": "succeeded",
         "extract-csv": "failed",
@@ -90,18 +102,27 @@ def test_sigkilled_step_is_reported_interrupted_and_rerun_completes(project: Pro
 def test_backfill_goes_past_a_failed_day(project: Project) -> None:
     result = project.make("backfill", "START=2024-01-01", "END=2024-01-07", env={"NWELT_FAULT": "export@2024-01-04"})
     assert result.returncode != 0
-    summary = result.stdout.split("status of 2024-01-01 .. 2024-01-07:")[1]
-    days = re.split(r"^day ", summary, flags=re.M)[1:]
-    assert len(days) == 7
-    complete = [d.split()[0] for d in days if re.search(r"^\s+complete$", d, re.M)]
+    summary = result.stdout.split("status of 2024-01-01 .. 2024-01-07 (make status DATE=D shows a day's steps):\n")[1]
+    assert summary == project.make("status", "START=2024-01-01", "END=2024-01-07").stdout.replace("make status", "make backfill")
+    lines = summary.splitlines()
+    assert lines[0].split() == ["day", "state", "exported", "slowest", "step", "next"] and len(lines) == 9
+    days = {line.split()[0]: line for line in lines[1:8]}
+    complete = [day for day, line in days.items() if line.split()[1] == "complete"]
     assert complete == ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-05", "2024-01-06", "2024-01-07"]
-    failed = next(d for d in days if d.startswith("2024-01-04"))
-    assert "next: make export DATE=2024-01-04" in failed
-    assert "stopped without an error message (killed or crashed?)" in failed
+    for day in complete:  # one line a day: the rows exported, the slowest step and its seconds, nothing to run
+        assert re.fullmatch(rf"{day}  complete +2155  \S+ [\d.]+ s +-", days[day]), days[day]
+    assert re.fullmatch(r"2024-01-04  export failed +-  \S+ [\d.]+ s +make export DATE=2024-01-04", days["2024-01-04"])
+    assert lines[8] == "exit 1: 2024-01-04 is not complete; make backfill exits 0 once every step of every day shown has succeeded"
+    assert "stopped without an error message (killed or crashed?)" in project.make("status", "DATE=2024-01-04").stdout
     # every step says when it starts and how it ended, as it happens (day, step, rows, seconds)
     assert re.search(r"^2024-01-02 load\s+started$", result.stdout, re.M)
     assert re.search(r"^2024-01-02 load\s+ok\s+\d+ rows\s+[\d.]+ s$", result.stdout, re.M)
     assert re.search(r"^2024-01-04 export\s+FAILED\s+[\d.]+ s: ", result.stdout, re.M)
+    # every day that ends says how far the backfill is: day n of N, the time so far, about how long still
+    progress = re.findall(r"^day (\d) of 7 done: (\S+) (ok|FAILED at export); (.+)$", result.stdout, re.M)
+    assert [int(n) for n, *_ in progress] == list(range(1, 8)) and sorted(day for _, day, *_ in progress) == list(days)
+    assert all(re.fullmatch(r"(\d+ min )?\d+ s elapsed, about (\d+ min )?\d+ s left", rest) for *_, rest in progress[:-1])
+    assert re.fullmatch(r"(\d+ min )?\d+ s elapsed", progress[-1][3])
     for day in complete:
         assert (project.data_dir / "output" / day / "orders_details.json").exists()
     assert not (project.data_dir / "output" / "2024-01-04").exists()
@@ -152,10 +173,23 @@ def test_a_long_step_says_how_far_it_is(project: Project) -> None:
 
 
 def test_status_shows_today_without_date_and_the_last_days_with_days(project: Project) -> None:
-    import datetime as dt
-
     today = dt.date.today()
     shown = re.findall(r"^day (\S+)$", project.make("status").stdout, re.M)
     assert shown == [today.isoformat()]
-    shown = re.findall(r"^day (\S+)$", project.make("status", "DATE=2024-02-03", "DAYS=3").stdout, re.M)
-    assert shown == ["2024-02-01", "2024-02-02", "2024-02-03"]
+    lines = project.make("status", "DATE=2024-02-03", "DAYS=3").stdout.splitlines()  # one line a day, after a header
+    assert lines[0].split()[:2] == ["day", "state"]
+    assert [line.split()[0] for line in lines[1:4]] == ["2024-02-01", "2024-02-02", "2024-02-03"]
+    days = project.make("status", "DAYS=2").stdout.splitlines()  # without DATE: the days ending today
+    assert [line.split()[0] for line in days[1:3]] == [(today - dt.timedelta(days=1)).isoformat(), today.isoformat()]
+
+
+def test_a_load_before_its_extracts_says_what_status_says(project: Project) -> None:
+    """The gate names both extracts; the failure block and status both start at the day's first
+    step not succeeded, extract-postgres: the whole pipeline (the docs' resume table)."""
+    day = "2024-02-08"
+    refused = project.make("load", f"DATE={day}")
+    assert refused.returncode != 0 and f"run make extract-postgres DATE={day}; then make extract-csv DATE={day}" in refused.stderr
+    resume = re.findall(r"^  (?:resume|then): +(.+)$", refused.stderr, re.M)
+    status = project.make("status", f"DATE={day}")
+    assert re.findall(r"^  (?:next|then): (.+)$", status.stdout, re.M) == resume == [f"make pipeline DATE={day}"]
+    assert project.make("status", f"START={day}", f"END={day}").stdout.splitlines()[1].split()[-2:] == ["pipeline", f"DATE={day}"]

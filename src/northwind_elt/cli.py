@@ -95,6 +95,7 @@ def cmd_task(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """`nwelt run <step>` (one step) and `nwelt pipeline [--from-step S]` (the day from S on)."""
     from . import console, runner
+    from .status import failure_advice
 
     settings, day = _settings(args), settings_mod.parse_date(args.date)
     steps = [args.step] if args.command == "run" else registry.downstream_of(args.from_step or registry.NAMES[0])
@@ -105,39 +106,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print_summary(results)
     failed = next((r for r in results if not r.ok), None)
     if failed:
-        console.report_failure(failed)
+        console.report_failure(failed, failure_advice(settings, failed))
     return 1 if failed else 0
+
+
+def _day_range(args: argparse.Namespace, command: str) -> list[dt.date]:
+    """START..END, every day of it."""
+    if not args.start or not args.end:
+        raise ConfigError(f"{command} needs START=YYYY-MM-DD and END=YYYY-MM-DD (START <= END)")
+    start = settings_mod.parse_date(args.start, name="START")
+    end = settings_mod.parse_date(args.end, name="END")
+    if end < start:
+        raise ConfigError(f"END={end} is before START={start}: {command} needs START <= END")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from . import console, runner
-    from .status import print_days
+    from .status import failure_advice, print_status
 
     settings = _settings(args)
-    if not args.start or not args.end:
-        raise ConfigError("backfill needs START=YYYY-MM-DD and END=YYYY-MM-DD (START <= END)")
-    start = settings_mod.parse_date(args.start, name="START")
-    end = settings_mod.parse_date(args.end, name="END")
-    if end < start:
-        raise ConfigError(f"END={end} is before START={start}: backfill needs START <= END")
-    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    days = _day_range(args, "backfill")
     runner.install_signal_handlers()
-    print(f"backfill {start} .. {end}: {len(days)} days, {settings.backfill_days} side by side")
+    print(f"backfill {days[0]} .. {days[-1]}: {len(days)} days, {settings.backfill_days} side by side")
     for results in runner.execute_days(settings, days):  # a failed day does not stop the others
         failed = next((r for r in results if not r.ok), None)
         if failed:
-            console.report_failure(failed)
-    print(f"\nstatus of {start} .. {end}:")
-    return print_days(settings, days)
+            console.report_failure(failed, failure_advice(settings, failed))
+    print(f"\nstatus of {days[0]} .. {days[-1]} (make status DATE=D shows a day's steps):")
+    return print_status(settings, days, one_line=True, command="make backfill")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import days_ending, print_days
+    """DATE=D: the day's steps; START/END, or DAYS=N (the N days ending at DATE): one line a day."""
+    from .status import days_ending, print_status
 
     settings = _settings()
-    last = settings_mod.parse_date(args.date)
+    if (args.start or args.end) and (args.date or args.days):
+        raise ConfigError("status takes START and END, or DATE (and DAYS), not both")
+    days = _day_range(args, "status") if args.start or args.end else days_ending(settings_mod.parse_date(args.date), args.days or 1)
     database.ensure_running(settings)  # the ledger lives in the server: start it, as the steps do
-    return print_days(settings, days_ending(last, args.days))
+    return print_status(settings, days, one_line=bool(args.start or args.end or args.days))
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -217,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", default="")
     backfill.set_defaults(func=cmd_backfill)
 
-    status = sub.add_parser("status", help="step outcomes of a day (default today; --days N: the N days ending there) and what to rerun")
+    status = sub.add_parser("status", help="a day's step outcomes (default today) and what to rerun; one line a day for a range")
     status.add_argument("--date", default="")
-    status.add_argument("--days", type=_make_var("DAYS", _days), default=1)
+    status.add_argument("--days", type=_make_var("DAYS", _days), help="one line a day: the N days ending at --date")
+    status.add_argument("--start", default="", help="one line a day from START to END")
+    status.add_argument("--end", default="")
     status.set_defaults(func=cmd_status)
 
     docs = sub.add_parser("docs", help="generate and serve the dbt docs site")

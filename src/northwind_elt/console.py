@@ -67,16 +67,21 @@ class StepResult:
     step: str
     day: dt.date
     ok: bool
-    seconds: float
+    seconds: float | None  # the ledger's: from the open task's record to the outcome's (None: none recorded)
     rows: dict[str, int] = field(default_factory=dict)
     cause: str | None = None
     log_path: Path | None = None
 
 
-def report_failure(r: StepResult) -> None:
+def report_failure(r: StepResult, commands: Sequence[str]) -> None:
+    """The failure block; `commands`: what finishes the day (status.failure_advice, as `make status` says)."""
     lines = ["", f"FAILED: step {r.step} for {r.day}", f"  cause:  {r.cause}"] + ([f"  log:    {r.log_path}"] if r.log_path else [])
-    lines += [f"  {'resume:' if i == 0 else 'then:  '} {line}" for i, line in enumerate(next_commands(r.step, r.day, r.cause))]
+    lines += [f"  {'resume:' if i == 0 else 'then:  '} {line}" for i, line in enumerate(commands)]
     print("\n".join(lines), file=sys.stderr)
+
+
+def _secs(value: float | None) -> str:
+    return f"{value:7.1f} s" if value is not None else f"{'-':>7}  "
 
 
 def print_summary(results: Sequence[StepResult]) -> None:
@@ -85,17 +90,36 @@ def print_summary(results: Sequence[StepResult]) -> None:
     print(f"\nsummary for {results[0].day}:")
     for r in results:
         rows = f"{sum(r.rows.values()):>8} rows" if r.ok else "       -     "
-        print(f"  {r.step:<17} {'ok' if r.ok else 'FAILED':<7} {rows} {r.seconds:7.1f} s")
+        print(f"  {r.step:<17} {'ok' if r.ok else 'FAILED':<7} {rows} {_secs(r.seconds)}")
+
+
+def say(line: str) -> None:
+    """One line, in one write: the lines of days run side by side never run into each other."""
+    print(f"{line}\n", end="", flush=True)
 
 
 def step_started(step: str, day: dt.date) -> None:
-    print(f"{day} {step:<17} started", flush=True)
+    say(f"{day} {step:<17} started")
 
 
 def step_ended(r: StepResult) -> None:
-    ok = f"ok      {sum(r.rows.values()):>8} rows {r.seconds:7.1f} s"
-    print(f"{r.day} {r.step:<17} " + (ok if r.ok else f"FAILED  {r.seconds:7.1f} s: {(r.cause or '')[:120]}"), flush=True)
+    ok = f"ok      {sum(r.rows.values()):>8} rows {_secs(r.seconds)}"
+    say(f"{r.day} {r.step:<17} " + (ok if r.ok else f"FAILED  {_secs(r.seconds)}: {(r.cause or '')[:120]}"))
+
+
+def duration(value: float) -> str:
+    """`42 s`, `3 min 05 s`, `2 h 07 min`."""
+    s = round(value)
+    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def day_finished(results: Sequence[StepResult], done: int, total: int, elapsed: float) -> None:
+    """The backfill's progress as each day ends (in any order): how many, how long, about how long still."""
+    failed = next((r for r in results if not r.ok), None)
+    left = f", about {duration(elapsed / done * (total - done))} left" if done < total else ""
+    outcome = f"FAILED at {failed.step}" if failed else "ok"
+    say(f"day {done} of {total} done: {results[0].day} {outcome}; {duration(elapsed)} elapsed{left}")
 
 
 def progress(step: str, text: str) -> None:
-    print(f"  [{step}] {text}", flush=True)
+    say(f"  [{step}] {text}")

@@ -144,6 +144,10 @@ class Ledger:
             for r in runs
         ]
 
+    def between(self, first: dt.date, last: dt.date) -> list[Run]:
+        """Every run of the days from `first` to `last`, oldest first."""
+        return self._select("day between %s and %s", (first, last))
+
     def latest(self, day: dt.date) -> dict[str, Run]:
         """The latest run of each step for `day`."""
         return {run.step: run for run in self._select("day = %s", (day,))}

@@ -73,7 +73,6 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
         ) from None
     token = uuid.uuid4().hex  # finds this job's run in the ledger, whatever pid Meltano had
     env = settings.meltano_env() | {"RUN_DATE": day.isoformat(), "NWELT_JOB": token}
-    started = time.monotonic()
     # --force: the project's locks decide who may run, not Meltano's job table (a killed run would
     # block the job for minutes); --no-state-update: every run is a full, stateless extract
     command = [meltano_exe(), f"--environment={settings.meltano_environment}", "run", "--force", "--no-state-update", step]
@@ -101,11 +100,10 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
         run = ledger.of_job(step, token)
     except LedgerError:  # the warehouse is out of reach: the job's log says why
         run = None
-    seconds = run.seconds if run and run.seconds is not None else time.monotonic() - started
     if run is not None:
         ledger.update(run.run_id, "log_path", str(log_path))
     if run is not None and run.outcome == "succeeded":
-        return StepResult(step, day, True, seconds, run.rows, log_path=log_path)
+        return StepResult(step, day, True, run.seconds, run.rows, log_path=log_path)
     if run is not None and run.outcome == "failed":
         cause = run.error
     elif code < 0:
@@ -118,7 +116,9 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
             cause = f"{down.message}; run make db-up"
     if run is not None and run.outcome != "failed" and code >= 0:  # a stopped job stays interrupted
         ledger.finish(run.run_id, "failed", error=cause)
-    return StepResult(step, day, False, seconds, cause=cause, log_path=log_path)
+        run = ledger.of_job(step, token)
+    # the ledger's clock, as status shows it: open task's record to outcome (none: a job that never recorded its run)
+    return StepResult(step, day, False, run.seconds if run else None, cause=cause, log_path=log_path)
 
 
 def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, step: str, day: dt.date, quiet: bool) -> int:
@@ -199,14 +199,22 @@ def install_signal_handlers() -> None:
 def execute_days(settings: Settings, days: list[dt.date]) -> Iterator[list[StepResult]]:
     """Run the whole pipeline for each of `days` (NWELT_BACKFILL_DAYS side by side, each as `make
     pipeline` runs it; a step waits for the other day's run of its plugin, so the days fall in line
-    one step apart), yielding each day's results in day order. A failed day does not stop the
-    others. When the caller stops, no day that has not started starts."""
+    one step apart), yielding each day's results in day order; as each day ends, `day n of N` with
+    the time elapsed and an estimate of the rest. A failed day does not stop the others. When the
+    caller stops, no day that has not started starts."""
+
+    started, done, done_lock = time.monotonic(), 0, threading.Lock()
 
     def run(day: dt.date) -> list[StepResult]:
+        nonlocal done
         try:
-            return execute(settings, day, NAMES, True, True)
+            results = execute(settings, day, NAMES, True, True)
         except LockBusy as exc:  # another run has this day: report it, go on with the others
-            return [StepResult(NAMES[0], day, False, 0.0, cause=error_line(exc))]
+            results = [StepResult(NAMES[0], day, False, None, cause=error_line(exc))]
+        with done_lock:  # days end in any order: count them as they end
+            done += 1
+            console.day_finished(results, done, len(days), time.monotonic() - started)
+        return results
 
     with ThreadPoolExecutor(min(settings.backfill_days, len(days))) as pool:
         futures = [pool.submit(run, day) for day in days]

@@ -1,10 +1,13 @@
-"""`make status`: what the ledger says about a day (the same on every host), and what finishes it."""
+"""`make status`: what the ledger says about days (the same on every host), and what finishes them:
+a day's steps (DATE=D), or one line a day (START/END, DAYS)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
-from .console import next_commands
+from .console import StepResult, next_commands
+from .errors import LedgerError
 from .ledger import Ledger, Run
 from .registry import NAMES, get
 from .settings import Settings
@@ -27,7 +30,30 @@ def first_incomplete(states: dict[str, str]) -> str | None:
     return next((step for step in NAMES if states[step] != "succeeded"), None)
 
 
+def _causes(runs: dict[str, Run], states: dict[str, str]) -> dict[str, str | None]:
+    return {step: run.error for step, run in runs.items() if states[step] in ("failed", "interrupted")}
+
+
+def resume_advice(day: dt.date, states: dict[str, str], causes: dict[str, str | None]) -> list[str]:
+    """The commands that finish `day` ([] when complete): from its first step not succeeded, starting
+    with what that step's error names. The one source of status's `next:` and a failure's `resume:`."""
+    step = first_incomplete(states)
+    return [] if step is None else next_commands(step, day, causes.get(step))
+
+
+def failure_advice(settings: Settings, failed: StepResult) -> list[str]:
+    """What finishes the day of a step that just failed: the day as the ledger has it, with this
+    failure (from the failed step on if the ledger is out of reach)."""
+    try:
+        runs = Ledger(settings).latest(failed.day)
+        states = step_states(runs)
+    except LedgerError:
+        runs, states = {}, dict.fromkeys(NAMES, "succeeded")
+    return resume_advice(failed.day, states | {failed.step: "failed"}, _causes(runs, states) | {failed.step: failed.cause})
+
+
 def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
+    """The detailed view of a day: one line a step, then the commands that finish it."""
     states = step_states(runs)
     lines = [f"day {day}", f"  {'step':<17} {'outcome':<12} {'rows':>8} {'seconds':>8}  note"]
     for step in NAMES:
@@ -36,12 +62,23 @@ def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
         secs = f"{run.seconds:>8.1f}" if run and run.seconds is not None else f"{'-':>8}"
         note = (run.error or "") if run and states[step] != "succeeded" else ""
         lines.append(f"  {step:<17} {states[step]:<12} {rows} {secs}  {note[:100]}")
-    incomplete = first_incomplete(states)
-    if incomplete is None:
-        lines.append("  complete")
-        return True, lines
-    cause = runs[incomplete].error if states[incomplete] in ("failed", "interrupted") else None
-    return False, lines + [f"  {'next:' if i == 0 else 'then:'} {c}" for i, c in enumerate(next_commands(incomplete, day, cause))]
+    commands = resume_advice(day, states, _causes(runs, states))
+    return not commands, lines + ([f"  {'next:' if i == 0 else 'then:'} {c}" for i, c in enumerate(commands)] or ["  complete"])
+
+
+COMPACT_HEADER = f"{'day':<10}  {'state':<28} {'exported':>8}  {'slowest step':<26} next"
+
+
+def compact(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
+    """One line for a day: its state, the rows its export wrote, its slowest step, the next command."""
+    states = step_states(runs)
+    step, commands = first_incomplete(states), resume_advice(day, states, _causes(runs, states))
+    state = "complete" if step is None else f"{step} {states[step]}" if runs else "not run"
+    export = runs.get(NAMES[-1])
+    rows = str(export.total_rows) if export and export.outcome == "succeeded" else "-"
+    slowest = max((r for r in runs.values() if r.seconds is not None), key=lambda r: r.seconds or 0.0, default=None)
+    slow = f"{slowest.step} {slowest.seconds:.1f} s" if slowest else "-"
+    return not commands, [f"{day}  {state:<28} {rows:>8}  {slow:<26} {commands[0] if commands else '-'}"]
 
 
 def days_ending(last: dt.date, count: int) -> list[dt.date]:
@@ -50,7 +87,17 @@ def days_ending(last: dt.date, count: int) -> list[dt.date]:
     return [last - dt.timedelta(days=i) for i in reversed(range(count))]
 
 
-def print_days(settings: Settings, days: list[dt.date]) -> int:
-    reports = [report(Ledger(settings).latest(day), day) for day in days]
-    print("\n".join(line for _, lines in reports for line in lines))
-    return 0 if all(ok for ok, _ in reports) else 1
+def print_status(settings: Settings, days: Sequence[dt.date], one_line: bool, command: str = "make status") -> int:
+    """Print the days (consecutive, oldest first) in the detailed or the one-line view; 1 unless every
+    day is complete, said in the last line (make then adds its `Error 1`)."""
+    latest: dict[dt.date, dict[str, Run]] = {day: {} for day in days}
+    for run in Ledger(settings).between(days[0], days[-1]):  # one query, oldest run first
+        latest[run.day][run.step] = run
+    reports = {day: (compact if one_line else report)(runs, day) for day, runs in latest.items()}
+    lines = ([COMPACT_HEADER] if one_line else []) + [line for _, shown in reports.values() for line in shown]
+    incomplete = [day for day, (ok, _) in reports.items() if not ok]
+    if incomplete:
+        which = f"{incomplete[0]} is" if len(incomplete) == 1 else f"{len(incomplete)} of {len(days)} days are"
+        lines.append(f"exit 1: {which} not complete; {command} exits 0 once every step of every day shown has succeeded")
+    print("\n".join(lines))
+    return 1 if incomplete else 0

@@ -29,6 +29,8 @@ def test_the_commands_make_runs() -> None:
     assert parse("pipeline", "--date", "", "--from-step", "transform").from_step == "transform"
     assert parse("pipeline").wait is None  # NWELT_LOCK_WAIT_SECONDS decides
     assert parse("status", "--days", "7").days == 7
+    status = parse("status", "--start", "2024-01-01", "--end", "2024-01-03")
+    assert (status.start, status.end, status.days) == ("2024-01-01", "2024-01-03", None)
     task = parse("task", "close", "export")
     assert (task.func, task.action, task.step, task.date) == (cli.cmd_task, "close", "export", "")
 
@@ -53,6 +55,20 @@ def test_a_bad_date_is_one_line_naming_it(capsys: pytest.CaptureFixture[str]) ->
     assert cli.main(["run", "load", "--date", "2024-13-01"]) == 2
     err = capsys.readouterr().err
     assert err == "ConfigError: DATE='2024-13-01' is not a date: use the form YYYY-MM-DD, e.g. DATE=2024-01-01\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["status", "--start", "2024-01-01"], "ConfigError: status needs START=YYYY-MM-DD and END=YYYY-MM-DD (START <= END)"),
+        (["status", "--start", "2024-01-02", "--end", "2024-01-01"], "ConfigError: END=2024-01-01 is before START=2024-01-02"),
+        (["status", "--start", "2024-01-01", "--end", "2024-01-02", "--days", "3"], "ConfigError: status takes START and END, or DATE"),
+        (["backfill", "--end", "2024-01-01"], "ConfigError: backfill needs START=YYYY-MM-DD and END=YYYY-MM-DD"),
+    ],
+)
+def test_a_bad_range_is_one_line_naming_it(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith(says)
 
 
 def test_a_bad_setting_is_one_line_naming_it(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

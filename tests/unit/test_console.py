@@ -1,13 +1,17 @@
-"""The console: commands from fixes, the one-line error and back, the summary and the failure block."""
+"""The console: commands from fixes, the one-line error and back, the summary, the failure block
+and the backfill's lines."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from northwind_elt import console
+from northwind_elt import console, runner
 from northwind_elt.console import StepResult
 from northwind_elt.errors import Fix, GateError, rerun, resume
 
@@ -50,14 +54,16 @@ def test_summary_and_failure_block(capsys: pytest.CaptureFixture[str]) -> None:
     results = [
         StepResult("extract-postgres", DAY, True, 2.04, {"orders": 830, "customers": 91}),
         StepResult("load", DAY, False, 1.5, cause="GateError: nope; run make extract-csv DATE=2024-01-01", log_path=Path("/x/load.log")),
+        StepResult("transform", DAY, False, None, cause="killed"),  # no time recorded in the ledger
     ]
     console.print_summary(results)
-    console.report_failure(results[1])
+    console.report_failure(results[1], ["make extract-csv DATE=2024-01-01", "make pipeline DATE=2024-01-01 STEP=load"])
     out, err = capsys.readouterr()
     assert out.splitlines()[1:] == [
         "summary for 2024-01-01:",
         "  extract-postgres  ok           921 rows     2.0 s",
         "  load              FAILED         -          1.5 s",
+        "  transform         FAILED         -            -  ",
     ]
     assert err.splitlines()[1:] == [
         "FAILED: step load for 2024-01-01",
@@ -76,3 +82,28 @@ def test_backfill_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0] == "2024-01-01 load              started"
     assert lines[1] == "2024-01-01 load              ok             7 rows     3.2 s"
     assert lines[2].startswith("2024-01-01 export            FAILED      0.5 s: ExportError: x") and len(lines[2]) < 170
+
+
+def test_a_backfill_counts_the_days_as_they_end(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two days at a time end in any order: `day n of N` counts the days ended, with the time elapsed
+    and an estimate of the rest (the average time a day took so far, times the days left)."""
+
+    def execute(settings: object, day: dt.date, steps: list[str], *args: object) -> list[StepResult]:
+        time.sleep({1: 0.6, 2: 0.1, 3: 0.9}[day.day])  # the second day ends first, the first second
+        return [StepResult(step, day, day.day != 2 or step != "export", 0.1) for step in steps]
+
+    monkeypatch.setattr(runner, "execute", execute)
+    days = [DAY + dt.timedelta(days=i) for i in range(3)]
+    assert [results[0].day for results in runner.execute_days(SimpleNamespace(backfill_days=2), days)] == days  # type: ignore[arg-type]
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.sub(r"\d+ s", "N s", line) for line in lines] == [
+        "day 1 of 3 done: 2024-01-02 FAILED at export; N s elapsed, about N s left",
+        "day 2 of 3 done: 2024-01-01 ok; N s elapsed, about N s left",
+        "day 3 of 3 done: 2024-01-03 ok; N s elapsed",
+    ]
+    console.day_finished([StepResult("load", DAY, True, 1.0)], 2, 8, 130.4)
+    console.day_finished([StepResult("load", DAY, True, 1.0)], 1, 400, 31.0)
+    assert capsys.readouterr().out.splitlines() == [
+        "day 2 of 8 done: 2024-01-01 ok; 2 min 10 s elapsed, about 6 min 31 s left",
+        "day 1 of 400 done: 2024-01-01 ok; 31 s elapsed, about 3 h 26 min left",
+    ]

@@ -1,14 +1,20 @@
-"""Status and resume logic, on ledger rows built here (no database, no Meltano)."""
+"""Status and resume logic, on ledger rows built here, then on a real ledger (the quick tier's own
+PostgreSQL): the one-line view, one resume advice and one clock for status and a failed step."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
-from northwind_elt import console, status
+from northwind_elt import console, runner, status
+from northwind_elt.console import StepResult
 from northwind_elt.errors import Fix, GateError, resume
-from northwind_elt.ledger import Run
+from northwind_elt.ledger import Ledger, Run, connect
+from northwind_elt.settings import Settings
 
 DAY = dt.date(2024, 1, 1)
 T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -98,3 +104,86 @@ def test_next_commands_start_with_what_the_error_names_then_finish_the_day() -> 
     own = "GateError: dbt did not build orders_details for 2024-01-01 in this Meltano job; run make transform DATE=2024-01-01"
     assert console.next_commands("transform", DAY, own) == ["make transform DATE=2024-01-01", "make export DATE=2024-01-01"]
     assert console.next_commands("export", DAY, "the Meltano job export stopped") == ["make export DATE=2024-01-01"]
+
+
+def record(settings: Settings, day: dt.date, *runs: tuple[str, str, float], error: str | None = None) -> None:
+    """Runs of `day` one after the other from noon, each (step, outcome, seconds); a failure's error is `error`."""
+    ledger, at = Ledger(settings), dt.datetime.combine(day, dt.time(12), dt.timezone.utc)
+    for step, outcome, seconds in runs:
+        run = ledger.begin(day, step, os.getpid(), None)
+        if outcome != "running":
+            ledger.finish(run.run_id, outcome, {"t": 2155} if outcome == "succeeded" else None, error if outcome == "failed" else None)
+        with connect(settings) as conn:
+            times = (at, at + dt.timedelta(seconds=seconds) if outcome != "running" else None, run.run_id)
+            conn.execute("update ops.runs set started_at = %s, ended_at = %s where run_id = %s", times)
+        at += dt.timedelta(seconds=seconds + 1)
+
+
+def whole_day(transform_seconds: float) -> list[tuple[str, str, float]]:
+    steps = [("extract-postgres", 3.3), ("extract-csv", 2.3), ("load", 2.4), ("transform", transform_seconds)]
+    return [(step, "succeeded", seconds) for step, seconds in steps]
+
+
+def test_a_range_is_one_line_a_day_ending_with_why_it_exits_1(warehouse: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    days = [DAY + dt.timedelta(days=i) for i in range(4)]
+    record(warehouse, days[0], *whole_day(7.3), ("export", "succeeded", 0.3))
+    record(warehouse, days[1], *whole_day(7.1), ("export", "failed", 0.2), error="ExportError: no; run make export DATE=2024-01-02")
+    record(warehouse, days[2], ("extract-postgres", "running", 0))  # its lock session is gone: interrupted
+    assert status.print_status(warehouse, days, one_line=True) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "day         state                        exported  slowest step               next",
+        "2024-01-01  complete                         2155  transform 7.3 s            -",
+        "2024-01-02  export failed                       -  transform 7.1 s            make export DATE=2024-01-02",
+        "2024-01-03  extract-postgres interrupted        -  -                          make pipeline DATE=2024-01-03",
+        "2024-01-04  not run                             -  -                          make pipeline DATE=2024-01-04",
+        "exit 1: 3 of 4 days are not complete; make status exits 0 once every step of every day shown has succeeded",
+    ]
+    assert status.print_status(warehouse, days[:1], one_line=True) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("  -")  # complete: no exit line
+    assert status.print_status(warehouse, days[1:2], one_line=False) == 1
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "  next: make export DATE=2024-01-02",
+        "exit 1: 2024-01-02 is not complete; make status exits 0 once every step of every day shown has succeeded",
+    ]
+
+
+def test_a_failure_block_and_status_give_the_same_advice(warehouse: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make load` before the extracts: the gate names both extracts, yet the day's first step not
+    succeeded is extract-postgres, so both say what the docs' table says: the whole pipeline."""
+    cause = "GateError: step 2 (load) refuses to run …; run make extract-postgres DATE=2024-01-01; then make extract-csv DATE=2024-01-01"
+    record(warehouse, DAY, ("load", "failed", 0.1), error=cause)
+    failed = StepResult("load", DAY, False, 0.1, cause=cause)
+    console.report_failure(failed, status.failure_advice(warehouse, failed))
+    status.print_status(warehouse, [DAY], one_line=False)
+    captured = capsys.readouterr()
+    resume_lines = [line.split(":", 1)[1].strip() for line in captured.err.splitlines() if line.strip().startswith(("resume:", "then:"))]
+    next_lines = [line.split(":", 1)[1].strip() for line in captured.out.splitlines() if line.strip().startswith(("next:", "then:"))]
+    assert resume_lines == next_lines == ["make pipeline DATE=2024-01-01"]
+    # the extracts done, the load refused again: the load's own advice, from the ledger's failure
+    record(warehouse, DAY, ("extract-postgres", "succeeded", 1), ("extract-csv", "succeeded", 1))
+    failed = StepResult("load", DAY, False, 0.1, cause="LoadError: the landed files changed; run make load DATE=2024-01-01")
+    assert status.failure_advice(warehouse, failed) == ["make load DATE=2024-01-01", "make pipeline DATE=2024-01-01 STEP=transform"]
+
+
+FAKE_MELTANO = """
+import datetime as dt, os, sys, time
+from northwind_elt import settings
+from northwind_elt.ledger import Ledger
+time.sleep(1)  # Meltano starting: before elt:open-<step> records the run
+Ledger(settings.load()).begin(dt.date.fromisoformat(os.environ["RUN_DATE"]), sys.argv[-1], os.getpid(), None, os.environ["NWELT_JOB"])
+sys.exit("a plugin failed")  # no elt:close-<step>: nwelt records the failure
+"""
+
+
+def test_a_failed_steps_summary_shows_the_seconds_status_shows(
+    warehouse: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One clock: the ledger's (the open task's record to the outcome's), not the job's wall time."""
+    fake = tmp_path / "meltano"
+    fake.write_text(f"#!{sys.executable}\n{FAKE_MELTANO}")
+    fake.chmod(0o755)
+    monkeypatch.setattr(runner, "meltano_exe", lambda: str(fake))
+    result = runner.run_step(warehouse, "load", DAY, quiet=True)
+    run = Ledger(warehouse).latest(DAY)["load"]
+    assert not result.ok and run.outcome == "failed" and run.seconds is not None and run.seconds < 1
+    assert result.seconds == run.seconds
