@@ -10,6 +10,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
@@ -68,6 +69,19 @@ def test_pipeline_writes_csv_and_json(done: Project) -> None:
     assert len(rows) == len(data) == 2155
     assert list(data[0]) == list(rows[0])
     assert [(int(r["order_id"]), int(r["product_id"])) for r in rows] == [(d["order_id"], d["product_id"]) for d in data]
+
+
+def test_the_files_are_the_bytes_the_python_serializers_wrote(done: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real day's files, written by COPY, are byte for byte those the export's previous Python
+    serializers (kept as the reference in tests/unit/test_export_format.py) write for the mart's rows."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "unit"))
+    from test_export_format import reference
+
+    with psycopg.connect(done.settings.warehouse.conninfo()) as conn:
+        cursor = conn.execute("select * from marts.orders_details where snapshot_date = %s order by order_id, product_id", (D1,))
+        expected = reference([d.name for d in cursor.description or []], cursor.fetchall())
+    out = done.data_dir / "output" / D1
+    assert ((out / "orders_details.csv").read_bytes(), (out / "orders_details.json").read_bytes()) == expected
 
 
 def test_one_row_per_csv_order_line_each_joined_to_its_order(done: Project) -> None:

@@ -4,23 +4,23 @@
     DATA_DIR/output/{D}/orders_details.json   a JSON array of objects, one per line of the CSV
 
 Rows ordered by order_id, product_id; numbers keep their exact decimal text; no timestamp, so two
-exports of a mart day are byte-identical. Both files are written into a folder that replaces the
-day's folder in one rename. The gate: the mart build of D (marts._orders_details_builds) passed
+exports of a mart day are byte-identical. PostgreSQL writes both files (COPY, streamed to disk),
+byte for byte as the Python serializers it replaced did (tests/unit/test_export_format.py keeps
+them as the reference), except that a field with a bare carriage return is quoted. Both files
+are written into a folder that replaces the day's folder in one rename. The gate: the mart build of D (marts._orders_details_builds) passed
 dbt's tests and recorded the checksum of this DATA_DIR's landed day, with the rows the mart holds;
 checked in the export's own REPEATABLE READ snapshot. Zero rows: a header-only CSV and `[]`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import json
+import os
 import shutil
 import uuid
-from decimal import Decimal
 from json.encoder import encode_basestring  # json.dumps(str, ensure_ascii=False)
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
@@ -71,29 +71,28 @@ def mart_rows_in(conn: psycopg.Connection, day: dt.date) -> int:
     return int(conn.execute(query, (day,)).fetchone()[0])  # type: ignore[index]
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return str(value)
+# Each column type's CSV field and JSON value, as SQL over the column: the text Python wrote before,
+# str() of an int or Decimal (numeric's own text while its scale is at most 6: the mart's are 2 and
+# 4), date.isoformat() (DateStyle ISO) and json.dumps(str, ensure_ascii=False) (PostgreSQL's JSON
+# escapes the same characters the same way). An empty string goes out as NULL: csv.writer wrote
+# both as an empty field, where COPY would quote the empty string.
+_FORMATS = {
+    **dict.fromkeys(["smallint", "integer", "bigint", "numeric"], ("{}", "coalesce({}::text, 'null')")),
+    "date": ("{}", "coalesce(json_scalar({})::text, 'null')"),
+    **dict.fromkeys(["text", "character varying"], ("nullif({}, '')", "coalesce(json_scalar({})::text, 'null')")),
+}
 
 
-def _json(value: Any) -> str:
-    """One JSON value; numbers keep their exact decimal text (never through float)."""
-    kind = type(value)
-    if value is None:
-        return "null"
-    if kind is str:
-        encoded: str = encode_basestring(value)
-        return encoded
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int or kind is Decimal:
-        return str(value)
-    if kind is dt.date or kind is dt.datetime:
-        return f'"{value.isoformat()}"'
-    return json.dumps(value if isinstance(value, (list, dict, float)) else str(value), ensure_ascii=False)
+def _columns(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    query = (
+        "select attname, atttypid::regtype::text from pg_attribute"
+        " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum"
+    )
+    columns: list[tuple[str, str]] = conn.execute(query, (f"{MART_SCHEMA}.{MART}",)).fetchall()
+    for name, type_ in columns:
+        if type_ not in _FORMATS:
+            raise ExportError(f"{MART_SCHEMA}.{MART}.{name} is of type {type_}, which the export has no exact text for")
+    return columns
 
 
 def export(settings: Settings, day: dt.date) -> int:
@@ -104,19 +103,15 @@ def export(settings: Settings, day: dt.date) -> int:
     with conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # the proof and the rows: one snapshot
         _check_provenance(conn, settings, day)
-        query = sql.SQL("select * from {} where snapshot_date = %s order by order_id, product_id").format(sql.Identifier(MART_SCHEMA, MART))
-        with conn.cursor(name="export") as cursor:  # server-side cursor: memory stays flat
-            cursor.itersize = 5000
-            cursor.execute(query, (day,))
-            csv_path, json_path = output_paths(settings, day)
-            building = csv_path.parent.with_name(f".{day}.{uuid.uuid4().hex[:8]}.building")
-            building.mkdir(parents=True)
-            try:
-                rows = _write(cursor, building / csv_path.name, building / json_path.name)
-                faults.point("export", day)  # files written, not yet published
-                replace_dir(building, csv_path.parent)
-            finally:
-                shutil.rmtree(building, ignore_errors=True)
+        csv_path, json_path = output_paths(settings, day)
+        building = csv_path.parent.with_name(f".{day}.{uuid.uuid4().hex[:8]}.building")
+        building.mkdir(parents=True)
+        try:
+            rows = _write(conn, day, building / csv_path.name, building / json_path.name)
+            faults.point("export", day)  # files written, not yet published
+            replace_dir(building, csv_path.parent)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
     return rows
 
 
@@ -151,18 +146,36 @@ def _check_provenance(conn: psycopg.Connection, settings: Settings, day: dt.date
         )
 
 
-def _write(cursor: psycopg.Cursor, csv_file: Path, json_file: Path) -> int:
-    rows = 0
-    with csv_file.open("w", newline="", encoding="utf-8") as c, json_file.open("w", encoding="utf-8") as j:
-        writer = csv.writer(c, lineterminator="\n")
-        names = [d.name for d in cursor.description or []]
-        writer.writerow(names)  # also for a day of zero rows: a header-only CSV
-        keys = [encode_basestring(n) + ": " for n in names]
-        j.write("[")
-        for record in cursor:
-            writer.writerow([_text(v) for v in record])
-            fields = ", ".join([k + _json(v) for k, v in zip(keys, record, strict=True)])
-            j.write(("\n  {" if rows == 0 else ",\n  {") + fields + "}")
-            rows += 1
-        j.write("\n]\n")
+def _write(conn: psycopg.Connection, day: dt.date, csv_file: Path, json_file: Path) -> int:
+    """Write the mart rows of `day` as read in the transaction of `conn`; returns their number."""
+    conn.execute("set local datestyle = 'ISO'; set local client_encoding = 'UTF8'")  # COPY sends the files' bytes
+    columns = _columns(conn)
+    source = sql.SQL("from {} where snapshot_date = {} order by order_id, product_id").format(
+        sql.Identifier(MART_SCHEMA, MART), sql.Literal(day)
+    )
+    fields = sql.SQL(", ").join(sql.SQL(_FORMATS[t][0] + " as {}").format(sql.Identifier(n), sql.Identifier(n)) for n, t in columns)
+    # one line per row, `  {"key": value, ...},`, written as a one-column CSV whose quote and
+    # delimiter characters no line holds (JSON escapes every control character): COPY writes each
+    # line as it is (its text format would double the backslashes)
+    pieces: list[sql.Composable] = []
+    for i, (name, type_) in enumerate(columns):
+        pieces.append(sql.Literal(("  {" if i == 0 else ", ") + encode_basestring(name) + ": "))
+        pieces.append(sql.SQL(_FORMATS[type_][1]).format(sql.Identifier(name)))
+    line = sql.SQL(" || ").join([*pieces, sql.Literal("},")])
+    with csv_file.open("wb") as out:
+        rows = _copy(conn, sql.SQL("copy (select {} {}) to stdout (format csv, header)").format(fields, source), out)
+    with json_file.open("wb") as out:
+        out.write(b"[\n")
+        _copy(conn, sql.SQL("copy (select {} {}) to stdout (format csv, quote e'\\x01', delimiter e'\\x02')").format(line, source), out)
+        if rows:
+            out.seek(-2, os.SEEK_END)  # no comma after the last object: its line's ",\n" becomes "\n"
+        out.write(b"\n]\n" if rows else b"]\n")
     return rows
+
+
+def _copy(conn: psycopg.Connection, query: sql.Composed, out: BinaryIO) -> int:
+    with conn.cursor() as cursor:
+        with cursor.copy(query) as copy:
+            for block in copy:
+                out.write(block)
+        return cursor.rowcount
