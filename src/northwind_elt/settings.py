@@ -236,6 +236,33 @@ def free_port(first: int, tries: int = 100) -> int:
     return first
 
 
+def _is_secret(name: str) -> bool:
+    """A variable of .env.example that `make setup` fills with a fresh random value."""
+    return name.endswith(("PASSWORD", "_SECRET"))
+
+
+def add_missing_secrets(root: Path = ROOT) -> list[str]:
+    """Append to an existing `.env` the secrets .env.example gained since it was written (e.g. the
+    Celery profile's AIRFLOW_DB_PASSWORD), each with a fresh random value. Returns their names."""
+    import secrets
+
+    target = root / ".env"
+    if not target.exists():
+        return []
+    present = dotenv_values(target)
+    missing = []
+    for line in (root / ".env.example").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and _is_secret(name) and not value and name not in present:
+            missing.append(name)
+    if missing:
+        text = target.read_text()
+        added = "".join(f"{name}={secrets.token_urlsafe(18)}\n" for name in missing)
+        with target.open("a") as handle:
+            handle.write(("" if text.endswith("\n") or not text else "\n") + added)
+    return missing
+
+
 def ensure_env_file(root: Path = ROOT) -> bool:
     """Create `.env` from `.env.example` with fresh random passwords. Returns True if created."""
     import secrets
@@ -249,7 +276,7 @@ def ensure_env_file(root: Path = ROOT) -> bool:
     lines = []
     for line in (root / ".env.example").read_text().splitlines():
         name, sep, value = line.partition("=")
-        if sep and name.endswith("PASSWORD") and not value:
+        if sep and _is_secret(name) and not value:
             line = f"{name}={secrets.token_urlsafe(18)}"
         elif sep and port and name.endswith("PG_PORT"):
             line = f"{name}={port}"

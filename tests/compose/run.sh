@@ -10,7 +10,9 @@
 #     for the figures the Compose run must reproduce;
 #  5. per Compose version, the commands of docs/operations.md ("Docker Compose"): build, `up -d source warehouse` (healthy, seeded,
 #     roles), `run --rm pipeline make pipeline DATE=$DAY` (same rows and figures, files owned by the
-#     user), `--profile airflow up -d` and a triggered run of $AIRFLOW_DAY that must succeed; `down -v`.
+#     user), `--profile airflow up -d` and a triggered run of $AIRFLOW_DAY that must succeed; then the
+#     Celery profile (tests/compose/celery.sh: a backfill over two workers, a duplicate trigger, a
+#     killed worker; every day byte for byte the `make pipeline` of step 4); `down -v`.
 #
 # Its own Compose project (COMPOSE_PROJECT_NAME below) keeps a user's stack and volumes apart.
 # It uses data/compose of this checkout and the ports 5433, 5434 and 8080 of localhost.
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 DAY=${DAY:-2024-01-01}
 AIRFLOW_DAY=${AIRFLOW_DAY:-2024-01-02}
+export CELERY_DAYS=${CELERY_DAYS:-2024-01-03 2024-01-04 2024-01-05 2024-01-06} KILL_DAY=${KILL_DAY:-2024-01-07}
 export COMPOSE_PROJECT_NAME=nwelt-compose-test
 work=$(mktemp -d /tmp/nwelt-test-compose.XXXXXX)
 started=$SECONDS
@@ -46,7 +49,7 @@ cleanup() {
   set +e
   if docker info >/dev/null 2>&1; then
     for c in "${composes[@]}"; do
-      $c --profile pipeline --profile airflow down -v --remove-orphans >/dev/null 2>&1
+      $c --profile pipeline --profile airflow --profile celery down -v --remove-orphans >/dev/null 2>&1
     done
   fi
   if [ -n "$dockerd_pid" ]; then
@@ -88,11 +91,13 @@ free_port=$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 host_env=(NWELT_DB=embedded NWELT_PG_HOME="$work/pg" NWELT_PG_PORT="$free_port" SOURCE_PG_PORT="$free_port"
           WAREHOUSE_PG_PORT="$free_port" SOURCE_PG_HOST=127.0.0.1 WAREHOUSE_PG_HOST=127.0.0.1 DATA_DIR="$work/data")
 env "${host_env[@]}" make --no-print-directory db-up >/dev/null
-env "${host_env[@]}" make --no-print-directory pipeline DATE="$DAY" >"$work/outside.log" 2>&1 \
-  || { tail -n 30 "$work/outside.log" >&2; fail "make pipeline DATE=$DAY outside Compose"; }
+for day in "$DAY" $CELERY_DAYS "$KILL_DAY"; do
+  env "${host_env[@]}" make --no-print-directory pipeline DATE="$day" >"$work/outside.log" 2>&1 \
+    || { tail -n 30 "$work/outside.log" >&2; fail "make pipeline DATE=$day outside Compose"; }
+done
 env "${host_env[@]}" make --no-print-directory db-down >/dev/null
 unset host_env
-say "make pipeline DATE=$DAY outside Compose done"
+say "make pipeline outside Compose done for $DAY $CELERY_DAYS $KILL_DAY"
 
 # The containers run as NWELT_UID:NWELT_GID. Run by root, the test plays a non-root user (the
 # checkout's owner, else 4242), so that a file written as root would show.
@@ -122,11 +127,11 @@ wait_healthy() {  # service...
 # -- 5. each Compose version -----------------------------------------------------------------------
 for c in "${composes[@]}"; do
   say "== $c ($($c version --short 2>/dev/null || $c version | head -n1))"
-  $c --profile pipeline --profile airflow down -v --remove-orphans >/dev/null 2>&1 || true
+  $c --profile pipeline --profile airflow --profile celery down -v --remove-orphans >/dev/null 2>&1 || true
   rm -rf data/compose && mkdir -p data/compose && chown "$NWELT_UID:$NWELT_GID" data/compose 2>/dev/null || true
   $c config -q || fail "$c config rejects docker-compose.yml"
 
-  $c --profile pipeline --profile airflow build >"$work/build.log" 2>&1 \
+  $c --profile pipeline --profile airflow --profile celery build >"$work/build.log" 2>&1 \
     || { tail -n 30 "$work/build.log" >&2; fail "$c build"; }
   say "images built"
   for target in pipeline airflow; do
@@ -174,7 +179,11 @@ for c in "${composes[@]}"; do
   test -s "data/compose/output/$AIRFLOW_DAY/orders_details.csv" || fail "the Airflow run wrote no data/compose/output/$AIRFLOW_DAY"
   $py tests/compose/check.py owned data/compose "$NWELT_UID" "$NWELT_GID"
 
-  $c --profile pipeline --profile airflow down -v --remove-orphans >/dev/null 2>&1
+  $c --profile airflow rm -s -f airflow >/dev/null 2>&1   # frees localhost:8080 for the Celery profile's API server
+  bash tests/compose/celery.sh "$c" "$work/data/output"
+  $py tests/compose/check.py owned data/compose "$NWELT_UID" "$NWELT_GID"
+
+  $c --profile pipeline --profile airflow --profile celery down -v --remove-orphans >/dev/null 2>&1
   say "$c: ok"
 done
 say "passed with: ${composes[*]}"

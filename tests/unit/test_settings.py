@@ -27,8 +27,21 @@ def test_env_gets_private_random_passwords(project: Path) -> None:
     assert settings.ensure_env_file(project) is True
     values = dotenv_values(project / ".env")
     assert values["SOURCE_PG_PASSWORD"] and values["SOURCE_PG_PASSWORD"] != values["WAREHOUSE_PG_PASSWORD"]
+    assert values["AIRFLOW_JWT_SECRET"] and values["AIRFLOW_API_SECRET"] != values["AIRFLOW_JWT_SECRET"]
     assert stat.S_IMODE((project / ".env").stat().st_mode) == 0o600
     assert settings.ensure_env_file(project) is False  # never rewritten
+
+
+def test_an_older_env_gains_the_new_secrets_and_keeps_the_rest(project: Path) -> None:
+    assert settings.ensure_env_file(project) is True
+    older = [line for line in (project / ".env").read_text().splitlines() if not line.startswith("AIRFLOW_")]
+    older = [line if not line.startswith("SOURCE_PG_PASSWORD=") else "SOURCE_PG_PASSWORD=kept" for line in older]
+    (project / ".env").write_text("\n".join([*older, "AIRFLOW_JWT_SECRET=mine"]))  # no final newline
+    assert settings.add_missing_secrets(project) == ["AIRFLOW_DB_PASSWORD", "AIRFLOW_API_SECRET"]
+    values = dotenv_values(project / ".env")
+    assert values["SOURCE_PG_PASSWORD"] == "kept" and values["AIRFLOW_JWT_SECRET"] == "mine"
+    assert values["AIRFLOW_DB_PASSWORD"] and values["AIRFLOW_API_SECRET"] != values["AIRFLOW_DB_PASSWORD"]
+    assert settings.add_missing_secrets(project) == []
 
 
 def test_a_port_another_server_listens_on_is_not_chosen(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
