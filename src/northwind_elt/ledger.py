@@ -138,9 +138,15 @@ class Ledger:
         columns = _COLUMNS.replace("outcome", _OUTCOME, 1)
         with self._conn() as conn:
             rows = conn.execute(f"select {columns} from ops.runs where {where} order by started_at", params).fetchall()
+            server_start = conn.execute("select pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]
         runs = [Run(*row[:9], holder=(row[9], row[10]) if row[9] else None, landing=row[11]) for row in rows]  # type: ignore[misc]
+        restarted = "the warehouse's PostgreSQL stopped or restarted while it ran (make db-down?), ending its locks"
         return [
-            replace(r, error=r.error or "the run ended without recording an outcome (killed?)") if r.outcome == "interrupted" else r
+            replace(
+                r, error=r.error or (restarted if r.started_at < server_start else "the run ended without recording an outcome (killed?)")
+            )
+            if r.outcome == "interrupted"
+            else r
             for r in runs
         ]
 

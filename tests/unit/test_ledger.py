@@ -102,3 +102,14 @@ def test_a_damaged_ledger_is_one_line_and_kept_as_it_is(warehouse: Settings) -> 
         raise AssertionError("a damaged ledger was read as if whole")
     with connect(warehouse) as conn:  # never emptied or replaced: the history is still there to inspect
         assert conn.execute("select count(*) from ops.runs where day = %s", (DAY,)).fetchone() == (1,)
+
+
+def test_an_interrupted_run_names_a_server_restart_when_the_server_started_after_it(warehouse: Settings) -> None:
+    ledger = Ledger(warehouse)
+    ledger.begin(DAY, "load", 1, (999999, dt.datetime.now(dt.timezone.utc)))  # a holder session that never was
+    with connect(warehouse) as conn:  # as if the server had (re)started after the run began
+        conn.execute("update ops.runs set started_at = pg_postmaster_start_time() - interval '1 minute'")
+    assert "PostgreSQL stopped or restarted while it ran" in (ledger.latest(DAY)["load"].error or "")
+    with connect(warehouse) as conn:  # a run that began after the server started: killed, not the server
+        conn.execute("update ops.runs set started_at = pg_postmaster_start_time() + interval '1 minute'")
+    assert "(killed?)" in (ledger.latest(DAY)["load"].error or "")
