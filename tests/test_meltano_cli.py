@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,29 @@ def test_no_file_of_the_project_is_written_into_any_virtualenv() -> None:
         assert not list(venv.glob("lib/python3*/site-packages/sitecustomize.py")), venv
         for path in venv.glob("lib/python3*/site-packages/*.pth"):
             assert "nwelt" not in path.name and "fast_exit" not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.parametrize("plugin", ["extract/tap-northwind-csv", "load/tap-landing", "load/target-jsonl-about"])
+def test_an_editable_install_of_a_plugin_prints_no_warning_box(plugin: str, tmp_path: Path) -> None:
+    """`make setup` and `meltano install` install the project's own plugins editable: setuptools'
+    "Editable installation" box is noise the project would cause (its import-hook strategy)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "-e",
+            str(ROOT / plugin),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Editable installation" not in result.stdout + result.stderr
