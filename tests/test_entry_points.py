@@ -172,7 +172,11 @@ def test_a_run_whose_lock_holder_died_is_not_recorded_as_succeeded(made: Project
     made.make("extract-postgres", f"DATE={day}", check=True)
     made.make("extract-csv", f"DATE={day}", check=True)
     env = {**os.environ, **made.env, "RUN_DATE": day}
-    job = subprocess.Popen([MELTANO, "run", "load"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # --force: the killed `meltano run load` of an earlier test is still "running" in Meltano's own
+    # records for 5 minutes, and Meltano would refuse this block for it (its message names --force)
+    job = subprocess.Popen(
+        [MELTANO, "run", "--force", "load"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     running = "select count(*) from ops.runs where day = %s and step = 'load' and outcome = 'running'"
     assert wait_for(lambda: made.sql(running, (day,)) == [(1,)]), "the load never opened"  # its holder holds the locks
     os.kill(job.pid, signal.SIGSTOP)  # the job cannot reach its close meanwhile

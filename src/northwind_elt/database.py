@@ -399,7 +399,8 @@ def server_down(settings: Settings, error: BaseException) -> NweltError | None:
     cause: BaseException | None = error
     while cause is not None and not (getattr(cause, "sqlstate", None) in _DOWN_STATES or _DOWN.search(str(cause))):
         cause = cause.__cause__ or cause.__context__
-    if cause is None:
+    named = re.search(r"port (\d+) failed", str(cause))  # another server than the one to start (the source, a port set elsewhere)
+    if cause is None or (named and int(named[1]) != (settings.pg_port if settings.embedded else settings.warehouse.port)):
         return None
     fixes = list(error.fixes) if isinstance(error, NweltError) else []
     if settings.embedded:
