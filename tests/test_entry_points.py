@@ -23,7 +23,8 @@ JOBS = ["extract-postgres", "extract-csv", "load", "transform", "export"]
 
 def meltano(project: Project, day: str, *jobs: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`RUN_DATE=D meltano run <jobs>` as a Meltano user types it (only RUN_DATE set)."""
-    return project.run(MELTANO, "run", *jobs, env={"RUN_DATE": day, **(env or {})})
+    # --force: a run an earlier test SIGKILLed stays "running" in Meltano's own records for 5 minutes
+    return project.run(MELTANO, "run", "--force", *jobs, env={"RUN_DATE": day, **(env or {})})
 
 
 def outcomes(project: Project, day: str) -> dict[str, str]:

@@ -92,12 +92,14 @@ def test_meltano_run_with_only_run_date_and_a_relative_data_dir(project: Project
     shutil.rmtree(ROOT / relative, ignore_errors=True)
     env = {"DATA_DIR": str(relative), "WAREHOUSE_PG_DATABASE": project.env["WAREHOUSE_PG_DATABASE"]}
     try:
-        extract = meltano("run", "extract-postgres", "extract-csv", RUN_DATE=day, **env)
+        # --force: an earlier test's SIGKILLed `meltano run` stays "running" in Meltano's own records for
+        # 5 minutes, and Meltano refuses the same block meanwhile (its message names --force)
+        extract = meltano("run", "--force", "extract-postgres", "extract-csv", RUN_DATE=day, **env)
         assert extract.returncode == 0, extract.stderr[-3000:]
         landed = ROOT / relative / "csv" / "order_details" / day / "order_details.jsonl"
         source_rows = sum(1 for _ in (ROOT / "data" / "source" / "order_details.csv").open()) - 1
         assert sum(1 for _ in landed.open()) == source_rows
-        load = meltano("run", "load", cwd=ROOT / "transform", RUN_DATE=day, **env)
+        load = meltano("run", "--force", "load", cwd=ROOT / "transform", RUN_DATE=day, **env)
         assert load.returncode == 0, load.stderr[-3000:]
         assert "relative path" not in load.stderr
         rows = project.sql("select count(*) from raw.order_details where snapshot_date = %s", (day,))
