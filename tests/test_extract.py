@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import D1, D2, Project
+from conftest import D1, D2, ROOT, Project
 
 SOURCE_TABLES = {
     "categories",
@@ -133,3 +133,12 @@ def test_unreachable_source_names_host_and_keeps_good_day(extracted: Project) ->
     assert "FAILED: step extract-postgres" in result.stderr
     assert "127.0.0.1" in result.stderr and "port 1" in result.stderr
     assert extracted.day_files(D1, "postgres") == before
+
+
+def test_an_empty_cached_catalog_is_rediscovered_not_refused(extracted: Project) -> None:
+    """A run killed while Meltano wrote the catalog leaves it empty; Meltano would refuse it."""
+    extracted.make("extract-postgres", f"DATE={D1}", check=True)  # the cache and its schema fingerprint
+    catalog = ROOT / ".meltano" / "run" / "tap-postgres" / "tap.properties.json"
+    catalog.write_text("")
+    result = extracted.make("extract-postgres", f"DATE={D1}")
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -3,12 +3,14 @@
 tap-postgres discovery is step 1's largest fixed cost on a small day. Meltano caches the catalog
 in `.meltano/run/tap-postgres/` but cannot know when the source's tables change, so
 `elt:open-extract-postgres` fingerprints the source's schema (one query) and removes the cache when
-it changed, or when the source is unreachable (discovery then says why).
+it changed, when the source is unreachable (discovery then says why), or when the cached catalog is
+not whole JSON (a run killed while it was written leaves it empty, and Meltano would refuse it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import psycopg
@@ -53,7 +55,7 @@ def refresh_if_schema_changed(settings: Settings, tap: str = "tap-postgres") -> 
     folder = run_dir(settings, tap)
     marker = folder / "source-schema.sha256"
     fingerprint = source_fingerprint(settings)
-    kept = fingerprint is not None and marker.exists() and marker.read_text() == fingerprint
+    kept = fingerprint is not None and marker.exists() and marker.read_text() == fingerprint and _whole(folder / "tap.properties.json")
     if not kept:
         for name in ("tap.properties.json", "tap.properties.cache_key", marker.name):
             (folder / name).unlink(missing_ok=True)
@@ -61,3 +63,14 @@ def refresh_if_schema_changed(settings: Settings, tap: str = "tap-postgres") -> 
             folder.mkdir(parents=True, exist_ok=True)
             marker.write_text(fingerprint)
     return kept
+
+
+def _whole(catalog: Path) -> bool:
+    """Whether a cached catalog is absent (Meltano discovers) or parses as JSON."""
+    try:
+        json.loads(catalog.read_bytes())
+    except FileNotFoundError:
+        return True
+    except ValueError:
+        return False
+    return True
