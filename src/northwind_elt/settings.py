@@ -241,11 +241,16 @@ def _is_secret(name: str) -> bool:
     return name.endswith(("PASSWORD", "_SECRET"))
 
 
+def _new_secret() -> str:
+    """A fresh random value for a secret of .env."""
+    import secrets
+
+    return secrets.token_urlsafe(18)
+
+
 def add_missing_secrets(root: Path = ROOT) -> list[str]:
     """Append to an existing `.env` the secrets .env.example gained since it was written (e.g. the
     Celery profile's AIRFLOW_DB_PASSWORD), each with a fresh random value. Returns their names."""
-    import secrets
-
     target = root / ".env"
     if not target.exists():
         return []
@@ -257,7 +262,7 @@ def add_missing_secrets(root: Path = ROOT) -> list[str]:
             missing.append(name)
     if missing:
         text = target.read_text()
-        added = "".join(f"{name}={secrets.token_urlsafe(18)}\n" for name in missing)
+        added = "".join(f"{name}={_new_secret()}\n" for name in missing)
         with target.open("a") as handle:
             handle.write(("" if text.endswith("\n") or not text else "\n") + added)
     return missing
@@ -265,8 +270,6 @@ def add_missing_secrets(root: Path = ROOT) -> list[str]:
 
 def ensure_env_file(root: Path = ROOT) -> bool:
     """Create `.env` from `.env.example` with fresh random passwords. Returns True if created."""
-    import secrets
-
     target = root / ".env"
     if target.exists():
         return False
@@ -277,7 +280,7 @@ def ensure_env_file(root: Path = ROOT) -> bool:
     for line in (root / ".env.example").read_text().splitlines():
         name, sep, value = line.partition("=")
         if sep and _is_secret(name) and not value:
-            line = f"{name}={secrets.token_urlsafe(18)}"
+            line = f"{name}={_new_secret()}"
         elif sep and port and name.endswith("PG_PORT"):
             line = f"{name}={port}"
         elif sep and name in ("NWELT_UID", "NWELT_GID") and not value:  # Compose runs containers as you
