@@ -55,6 +55,15 @@ def test_config_list_shows_the_csv_default_and_its_override(tmp_path: Path) -> N
     assert f"current value: '{other}' (from the ORDER_DETAILS_CSV variable in the environment)" in overridden.stdout
 
 
+@pytest.mark.parametrize("command", [("config", "list", "tap-northwind-csv"), ("job", "list"), ("schedule", "list")])
+def test_commands_run_in_the_env_files_environment_without_a_notice(command: tuple[str, ...]) -> None:
+    """.env names MELTANO_ENVIRONMENT: config, job and schedule commands use it instead of logging
+    that they ignore meltano.yml's default_environment."""
+    result = meltano(*command)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Environment 'dev' is active" in result.stderr and "will be ignored" not in result.stderr
+
+
 @pytest.mark.parametrize("plugin", ABOUT)
 def test_invoke_about(plugin: str) -> None:
     result = meltano("invoke", plugin, "--about", "--format", "json")

@@ -30,12 +30,12 @@ def _settings(args: argparse.Namespace | None = None) -> Settings:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     created = settings_mod.ensure_env_file()
-    added = [] if created else settings_mod.add_missing_secrets()
+    added = [] if created else settings_mod.add_missing_settings()
     settings = _settings()
     if created:
         print(f"wrote .env from .env.example with fresh random passwords (embedded PostgreSQL on port {settings.pg_port})")
     if added:
-        print(f"added to .env, with fresh random values: {', '.join(added)}")
+        print(f"added to .env from .env.example (secrets with fresh random values): {', '.join(added)}")
     from . import sourcedata
 
     for name in sourcedata.FILES:

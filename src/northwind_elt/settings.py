@@ -248,24 +248,24 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(18)
 
 
-def add_missing_secrets(root: Path = ROOT) -> list[str]:
-    """Append to an existing `.env` the secrets .env.example gained since it was written (e.g. the
-    Celery profile's AIRFLOW_DB_PASSWORD), each with a fresh random value. Returns their names."""
+def add_missing_settings(root: Path = ROOT) -> list[str]:
+    """Append to an existing `.env` the variables .env.example gained since it was written (e.g. the
+    Celery profile's AIRFLOW_DB_PASSWORD, MELTANO_ENVIRONMENT): a secret with a fresh random value,
+    another with the example's value (one left empty there stays unset). Returns their names."""
     target = root / ".env"
     if not target.exists():
         return []
     present = dotenv_values(target)
-    missing = []
+    added = []
     for line in (root / ".env.example").read_text().splitlines():
         name, sep, value = line.partition("=")
-        if sep and not line.startswith("#") and _is_secret(name) and not value and name not in present:
-            missing.append(name)
-    if missing:
+        if sep and not line.startswith("#") and name not in present and (value or _is_secret(name)):
+            added.append(f"{name}={value or _new_secret()}\n")
+    if added:
         text = target.read_text()
-        added = "".join(f"{name}={_new_secret()}\n" for name in missing)
         with target.open("a") as handle:
-            handle.write(("" if text.endswith("\n") or not text else "\n") + added)
-    return missing
+            handle.write(("" if text.endswith("\n") or not text else "\n") + "".join(added))
+    return [line.partition("=")[0] for line in added]
 
 
 def ensure_env_file(root: Path = ROOT) -> bool:

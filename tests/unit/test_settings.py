@@ -32,16 +32,18 @@ def test_env_gets_private_random_passwords(project: Path) -> None:
     assert settings.ensure_env_file(project) is False  # never rewritten
 
 
-def test_an_older_env_gains_the_new_secrets_and_keeps_the_rest(project: Path) -> None:
+def test_an_older_env_gains_the_new_settings_and_keeps_the_rest(project: Path) -> None:
     assert settings.ensure_env_file(project) is True
-    older = [line for line in (project / ".env").read_text().splitlines() if not line.startswith("AIRFLOW_")]
+    older = [line for line in (project / ".env").read_text().splitlines() if not line.startswith(("AIRFLOW_", "MELTANO_"))]
     older = [line if not line.startswith("SOURCE_PG_PASSWORD=") else "SOURCE_PG_PASSWORD=kept" for line in older]
     (project / ".env").write_text("\n".join([*older, "AIRFLOW_JWT_SECRET=mine"]))  # no final newline
-    assert settings.add_missing_secrets(project) == ["AIRFLOW_DB_PASSWORD", "AIRFLOW_API_SECRET"]
+    added = ["MELTANO_ENVIRONMENT", "AIRFLOW_DB_PASSWORD", "AIRFLOW_API_SECRET", "AIRFLOW_USE_JOB_SCHEDULE"]
+    assert settings.add_missing_settings(project) == added
     values = dotenv_values(project / ".env")
     assert values["SOURCE_PG_PASSWORD"] == "kept" and values["AIRFLOW_JWT_SECRET"] == "mine"
     assert values["AIRFLOW_DB_PASSWORD"] and values["AIRFLOW_API_SECRET"] != values["AIRFLOW_DB_PASSWORD"]
-    assert settings.add_missing_secrets(project) == []
+    assert values["MELTANO_ENVIRONMENT"] == "dev" and values["AIRFLOW_USE_JOB_SCHEDULE"] == "True"
+    assert settings.add_missing_settings(project) == []
 
 
 def test_a_port_another_server_listens_on_is_not_chosen(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
