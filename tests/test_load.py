@@ -283,7 +283,7 @@ def test_gate_refuses_any_edit_deletion_or_added_file(intact_day: Project, kind:
     result = intact_day.make("load", f"DATE={TAMPERED}")
     assert result.returncode != 0
     assert str(path) in result.stderr, result.stderr
-    assert f"run make extract-{source} DATE={TAMPERED}" in result.stderr
+    assert f"  resume: make extract-{source} DATE={TAMPERED}" in result.stderr
     assert _loads(intact_day, TAMPERED) == {}
     assert intact_day.sql("select nspname from pg_namespace where nspname = 'load_20240105'") == []
 

@@ -50,6 +50,15 @@ def commands_in(cause: str | None) -> list[str]:
     return [c.strip() for c in cause.rsplit(FIX_MARKER, 1)[1].split(FIX_SEPARATOR) if c.strip().startswith("make ")]
 
 
+def without_commands(cause: str | None) -> str:
+    """An error line without the commands it names (the resume lines say what to run), unless it
+    names something else to do, kept then."""
+    if not cause or FIX_MARKER not in cause:
+        return cause or ""
+    sentence, _, fixes = cause.rpartition(FIX_MARKER)
+    return sentence if all(f.strip().startswith("make ") or f.strip() == "rerun" for f in fixes.split(FIX_SEPARATOR)) else cause
+
+
 def next_commands(step: str, day: dt.date, cause: str | None) -> list[str]:
     """What to run after `step` failed for `day`: the commands its error names, then the day from `step` on."""
     named = commands_in(cause)
@@ -75,7 +84,9 @@ class StepResult:
 
 def report_failure(r: StepResult, commands: Sequence[str]) -> None:
     """The failure block; `commands`: what finishes the day (status.failure_advice, as `make status` says)."""
-    lines = ["", f"FAILED: step {r.step} for {r.day}", f"  cause:  {r.cause}"] + ([f"  log:    {r.log_path}"] if r.log_path else [])
+    lines = ["", f"FAILED: step {r.step} for {r.day}", f"  cause:  {without_commands(r.cause)}"] + (
+        [f"  log:    {r.log_path}"] if r.log_path else []
+    )
     lines += [f"  {'resume:' if i == 0 else 'then:  '} {line}" for i, line in enumerate(commands)]
     print("\n".join(lines), file=sys.stderr)
 

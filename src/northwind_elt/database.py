@@ -18,6 +18,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 import warnings
@@ -236,6 +237,8 @@ class EmbeddedPostgres:
                 + " | ".join(tail or [result.stderr.strip()])
                 + f"; full log: {self.log}"
             )
+        elif result.returncode == 0:  # said, as the steps, status and docs start it when it is down
+            print(f"the embedded PostgreSQL was not running: started it on 127.0.0.1:{self.port}", file=sys.stderr)
 
     def stop(self) -> None:
         if not self.status().running:

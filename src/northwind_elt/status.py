@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from .console import StepResult, next_commands
+from .console import StepResult, next_commands, without_commands
 from .errors import LedgerError
 from .ledger import Ledger, Run
 from .registry import NAMES, get
@@ -60,7 +60,7 @@ def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
         run = runs.get(step)
         rows = f"{run.total_rows:>8}" if run and run.outcome == "succeeded" else f"{'-':>8}"
         secs = f"{run.seconds:>8.1f}" if run and run.seconds is not None else f"{'-':>8}"
-        note = (run.error or "") if run and states[step] != "succeeded" else ""
+        note = without_commands(run.error) if run and states[step] != "succeeded" else ""
         lines.append(f"  {step:<17} {states[step]:<12} {rows} {secs}  {note[:100]}")
     commands = resume_advice(day, states, _causes(runs, states))
     return not commands, lines + ([f"  {'next:' if i == 0 else 'then:'} {c}" for i, c in enumerate(commands)] or ["  complete"])

@@ -67,7 +67,7 @@ def test_summary_and_failure_block(capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert err.splitlines()[1:] == [
         "FAILED: step load for 2024-01-01",
-        "  cause:  GateError: nope; run make extract-csv DATE=2024-01-01",
+        "  cause:  GateError: nope",  # the commands it names are the resume lines
         "  log:    /x/load.log",
         "  resume: make extract-csv DATE=2024-01-01",
         "  then:   make pipeline DATE=2024-01-01 STEP=load",
@@ -107,3 +107,13 @@ def test_a_backfill_counts_the_days_as_they_end(monkeypatch: pytest.MonkeyPatch,
         "day 2 of 8 done: 2024-01-01 ok; 2 min 10 s elapsed, about 6 min 31 s left",
         "day 1 of 400 done: 2024-01-01 ok; 31 s elapsed, about 3 h 26 min left",
     ]
+
+
+def test_a_cause_loses_only_the_commands_the_resume_lines_give() -> None:
+    assert (
+        console.without_commands("GateError: nope; run make load DATE=2024-01-01; then make pipeline DATE=2024-01-01") == "GateError: nope"
+    )
+    assert console.without_commands("LedgerError: down; run make db-up; then rerun") == "LedgerError: down"
+    kept = "LoadError: raw.orders has another type; run migrate raw.orders by hand; then make load DATE=2024-01-01"
+    assert console.without_commands(kept) == kept
+    assert console.without_commands("ValueError: x") == "ValueError: x" and console.without_commands(None) == ""

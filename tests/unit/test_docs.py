@@ -26,3 +26,15 @@ def test_the_airflow_password_and_the_privacy_of_results_are_explained() -> None
         in OPERATIONS
     )
     assert "umask 077" in README and "To share a day" in README
+
+
+def test_make_error_lines_shown_name_their_targets_recipe() -> None:
+    """The docs show make's last line as the user sees it: `Makefile:N` is that target's recipe."""
+    makefile = (ROOT / "Makefile").read_text().splitlines()
+    shown = re.findall(r"make: \*\*\* \[Makefile:(\d+): ([\w-]+)\] Error", README + OPERATIONS)
+    assert shown
+    for number, target in shown:
+        line = int(number) - 1
+        assert makefile[line].startswith("\t"), (number, target)
+        rule = next(text for text in reversed(makefile[:line]) if not text.startswith("\t"))
+        assert rule.startswith(f"{target}:"), (number, target, rule)
