@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -79,4 +80,5 @@ def ensure(settings: Settings, name: str) -> Path:
                 f"the file is not the challenge's pinned version (commit {COMMIT[:12]}): replace it and rerun"
             )
     _public(target)
+    print(f"source data: {name} from {origin} (sha256 checked)", file=sys.stderr)
     return target

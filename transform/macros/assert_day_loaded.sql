@@ -18,7 +18,7 @@
         {%- if found == 0 -%}
             {{ exceptions.raise_compiler_error(
                 "transform refuses to run for " ~ day ~ ": the warehouse holds no load of " ~ day
-                ~ " (raw._loads); run make load DATE=" ~ day ~ " (or RUN_DATE=" ~ day ~ " meltano run load) first"
+                ~ " (raw._loads); run make pipeline DATE=" ~ day ~ " first (make load DATE=" ~ day ~ " if its extracts ran)"
             ) }}
         {%- endif -%}
     {%- endif -%}
