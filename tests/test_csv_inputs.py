@@ -114,7 +114,7 @@ def test_bad_values_pass_extract_and_fail_transform_naming_the_test(
     assert result.returncode != 0
     assert failing_test in result.stderr, result.stderr
     refused = base.make("export", f"DATE={day}")
-    assert refused.returncode != 0 and f"make pipeline DATE={day} STEP=transform" in refused.stderr
+    assert refused.returncode != 0 and f"  resume: make transform DATE={day}\n  then:   make export DATE={day}" in refused.stderr
 
 
 def test_huge_file_streams_with_flat_memory(base: Project, real_lines: list[str], tmp_path: Path) -> None:

@@ -114,7 +114,8 @@ def test_gate_refuses_a_day_without_step1(loaded: Project) -> None:
     before = loaded.raw_snapshot(D1)
     result = loaded.make("load", f"DATE={D2}")
     assert result.returncode != 0
-    assert f"make extract-postgres DATE={D2}" in result.stderr and f"make extract-csv DATE={D2}" in result.stderr
+    assert f"extract-postgres has not succeeded for {D2}" in result.stderr and f"extract-csv has not succeeded for {D2}" in result.stderr
+    assert f"  resume: make pipeline DATE={D2}" in result.stderr  # the day's first step on, as make status says
     assert _loads(loaded, D2) == {}
     assert loaded.sql("select nspname from pg_namespace where nspname = 'load_20240102'") == []
     assert loaded.raw_snapshot(D1) == before
@@ -124,8 +125,9 @@ def test_gate_refuses_when_only_one_task_succeeded(loaded: Project) -> None:
     loaded.make("extract-csv", f"DATE={D2}", check=True)
     result = loaded.make("load", f"DATE={D2}")
     assert result.returncode != 0
-    assert f"make extract-postgres DATE={D2}" in result.stderr
-    assert f"make extract-csv DATE={D2}" not in result.stderr.split("resume:")[0].split("cause:")[1]
+    cause = result.stderr.split("resume:")[0].split("cause:")[1]
+    assert f"extract-postgres has not succeeded for {D2}" in cause and "extract-csv" not in cause
+    assert f"  resume: make pipeline DATE={D2}" in result.stderr  # from the day's first step, as make status says
     assert _loads(loaded, D2) == {}
 
 
