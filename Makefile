@@ -46,7 +46,7 @@ help: ## list the commands
 setup: $(SETUP_STAMP) ## create .venv, install pinned deps, meltano install (quick when done)
 	@mkdir -p data/compose  # Docker Compose's data folder, yours before a container can make it root's
 
-$(SETUP_STAMP): requirements.txt pyproject.toml meltano.yml extract/*.meltano.yml load/*.meltano.yml transform/*.meltano.yml \
+$(SETUP_STAMP): requirements.txt pyproject.toml .env.example meltano.yml extract/*.meltano.yml load/*.meltano.yml transform/*.meltano.yml \
                 extract/tap-northwind-csv/pyproject.toml load/tap-landing/pyproject.toml load/target-jsonl-about/pyproject.toml
 	@"$$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
 	@test -x $(BIN)/python || "$$PYTHON" -m venv $(VENV)

@@ -35,7 +35,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     if created:
         print(f"wrote .env from .env.example with fresh random passwords (embedded PostgreSQL on port {settings.pg_port})")
     if added:
-        print(f"added to .env from .env.example (secrets with fresh random values): {', '.join(added)}")
+        print(f"added to .env: {', '.join(added)} (secrets with fresh random values)")
     from . import sourcedata
 
     for name in sourcedata.FILES:
@@ -156,7 +156,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
     settings = _settings()
     env = settings.meltano_env() | {"RUN_DATE": dt.date.today().isoformat()}
     database.ensure_running(settings)
-    generated = subprocess.run([meltano_exe(), "invoke", "dbt-postgres:docs-generate"], cwd=settings.root, env=env)
+    command = [meltano_exe(), f"--environment={settings.meltano_environment}", "invoke", "dbt-postgres:docs-generate"]
+    generated = subprocess.run(command, cwd=settings.root, env=env)
     if generated.returncode or args.generate_only:
         return generated.returncode
     # served here, as `dbt docs serve` would serve transform/target: the port printed is the one

@@ -4,6 +4,7 @@ summaries, failures and the backfill's lines."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,22 +42,38 @@ def error_line(exc: NweltError) -> str:
 
 
 FIX_MARKER, FIX_SEPARATOR = "; run ", "; then "
+COMMAND = re.compile(r"make [\w-]+( [A-Z_]+=\S+)*")  # what commands_in takes for a command: no prose
 
 
 def commands_in(cause: str | None) -> list[str]:
     """The commands an error line (error_line) names, in order; [] if it names none."""
     if not cause or FIX_MARKER not in cause:
         return []
-    return [c.strip() for c in cause.rsplit(FIX_MARKER, 1)[1].split(FIX_SEPARATOR) if c.strip().startswith("make ")]
+    return [c.strip() for c in cause.rsplit(FIX_MARKER, 1)[1].split(FIX_SEPARATOR) if COMMAND.fullmatch(c.strip())]
 
 
-def without_commands(cause: str | None) -> str:
-    """An error line without the commands it names (the resume lines say what to run), unless it
-    names something else to do, kept then."""
+def _reach(command: str) -> tuple[str, int] | None:
+    """The day and the first step a command runs, through the day's end (`make pipeline DATE=D`:
+    its first step; `… STEP=S` and `make S DATE=D`: S); None for another command."""
+    match = re.fullmatch(r"make ([\w-]+) DATE=(\S+)(?: STEP=([\w-]+))?", command)
+    step = match and (match[3] or (NAMES[0] if match[1] == "pipeline" else match[1]))
+    return (match[2], NAMES.index(step)) if match and step in NAMES else None
+
+
+def without_commands(cause: str | None, shown: Sequence[str]) -> str:
+    """An error line without the commands it names when the `shown` ones (the resume lines) cover
+    them: each is shown, or runs a step the resume reruns (it goes on to the day's end); kept whole
+    when it names anything else to do."""
     if not cause or FIX_MARKER not in cause:
         return cause or ""
     sentence, _, fixes = cause.rpartition(FIX_MARKER)
-    return sentence if all(f.strip().startswith("make ") or f.strip() == "rerun" for f in fixes.split(FIX_SEPARATOR)) else cause
+    start = _reach(shown[0]) if shown else None
+
+    def covered(fix: str) -> bool:
+        reach = _reach(fix)
+        return fix in shown or fix == "rerun" or bool(start and reach and reach[0] == start[0] and reach[1] >= start[1])
+
+    return sentence if all(covered(f.strip()) for f in fixes.split(FIX_SEPARATOR)) else cause
 
 
 def next_commands(step: str, day: dt.date, cause: str | None) -> list[str]:
@@ -84,7 +101,7 @@ class StepResult:
 
 def report_failure(r: StepResult, commands: Sequence[str]) -> None:
     """The failure block; `commands`: what finishes the day (status.failure_advice, as `make status` says)."""
-    lines = ["", f"FAILED: step {r.step} for {r.day}", f"  cause:  {without_commands(r.cause)}"] + (
+    lines = ["", f"FAILED: step {r.step} for {r.day}", f"  cause:  {without_commands(r.cause, commands)}"] + (
         [f"  log:    {r.log_path}"] if r.log_path else []
     )
     lines += [f"  {'resume:' if i == 0 else 'then:  '} {line}" for i, line in enumerate(commands)]

@@ -215,7 +215,8 @@ class EmbeddedPostgres:
         except OSError:  # another process initialised it first
             shutil.rmtree(building, ignore_errors=True)
 
-    def start(self) -> None:
+    def start(self, announce: bool = False) -> None:
+        """Start the server if it is not running; `announce`: say so (a command that needed it)."""
         if self.status().running:
             return
         if os.geteuid() == 0:
@@ -237,7 +238,7 @@ class EmbeddedPostgres:
                 + " | ".join(tail or [result.stderr.strip()])
                 + f"; full log: {self.log}"
             )
-        elif result.returncode == 0:  # said, as the steps, status and docs start it when it is down
+        elif result.returncode == 0 and announce:
             print(f"the embedded PostgreSQL was not running: started it on 127.0.0.1:{self.port}", file=sys.stderr)
 
     def stop(self) -> None:
@@ -247,7 +248,7 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             raise ConfigError(f"pg_ctl stop failed: {result.stderr.strip()}")
 
-    def up(self, sync_passwords: bool = True) -> None:
+    def up(self, sync_passwords: bool = True, announce: bool = False) -> None:
         """Initialise, start, create roles and databases, seed the source once. Safe to repeat.
 
         `make db-up` also resets the roles' passwords to the configured ones (after editing
@@ -258,7 +259,7 @@ class EmbeddedPostgres:
             result = self._run("pg_ctl", "reload", "-D", str(self.data))
             if result.returncode != 0:
                 raise ConfigError(f"pg_ctl reload failed: {result.stderr.strip()}")
-        self.start()
+        self.start(announce)
         with self.admin() as lock:  # one provisioner at a time (parallel steps): a session lock
             lock.execute("select pg_advisory_lock(hashtext('northwind-elt provision'))")
             self.provision(sync_passwords)
@@ -354,7 +355,7 @@ class EmbeddedPostgres:
 def ensure_running(settings: Settings) -> None:
     """The embedded server up (a step, status and the docs need it); external servers are the user's."""
     if settings.embedded:
-        EmbeddedPostgres(settings).up(sync_passwords=False)
+        EmbeddedPostgres(settings).up(sync_passwords=False, announce=True)
 
 
 # A server not running or stopping, in libpq's words (when a connection fails or the server ends a

@@ -84,7 +84,7 @@ class Settings:
     @property
     def meltano_environment(self) -> str:
         """The Meltano environment of these settings: dev (embedded server) or prod (external)."""
-        return "dev" if self.embedded else "prod"
+        return meltano_environment_of(self.db_mode)
 
     @property
     def staging_root(self) -> Path:
@@ -117,8 +117,20 @@ class Settings:
         return env
 
 
+def meltano_environment_of(db_mode: str | None) -> str:
+    """The Meltano environment of a server choice: dev (embedded, the default) or prod (external)."""
+    return "prod" if db_mode == "external" else "dev"
+
+
 def _environment(root: Path) -> dict[str, str]:
     values = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None}
+    # a plain `meltano` command runs in .env's MELTANO_ENVIRONMENT, make and nwelt in NWELT_DB's: one choice
+    named, chosen = values.get("MELTANO_ENVIRONMENT"), meltano_environment_of(values.get("NWELT_DB"))
+    if named in ("dev", "prod") and named != chosen:
+        raise ConfigError(
+            f".env sets NWELT_DB={values.get('NWELT_DB', '')!r} and MELTANO_ENVIRONMENT={named}, which disagree (a plain "
+            f"`meltano` command would use the other servers): set MELTANO_ENVIRONMENT={chosen} in .env"
+        )
     values.update(os.environ)
     return values
 
@@ -249,9 +261,9 @@ def _new_secret() -> str:
 
 
 def add_missing_settings(root: Path = ROOT) -> list[str]:
-    """Append to an existing `.env` the variables .env.example gained since it was written (e.g. the
-    Celery profile's AIRFLOW_DB_PASSWORD, MELTANO_ENVIRONMENT): a secret with a fresh random value,
-    another with the example's value (one left empty there stays unset). Returns their names."""
+    """Append to an existing `.env` what .env.example gained since it was written: its secrets (e.g.
+    the Celery profile's AIRFLOW_DB_PASSWORD), each with a fresh random value, and
+    MELTANO_ENVIRONMENT, from the file's NWELT_DB. Nothing else: the rest has defaults. Returns their names."""
     target = root / ".env"
     if not target.exists():
         return []
@@ -259,8 +271,10 @@ def add_missing_settings(root: Path = ROOT) -> list[str]:
     added = []
     for line in (root / ".env.example").read_text().splitlines():
         name, sep, value = line.partition("=")
-        if sep and not line.startswith("#") and name not in present and (value or _is_secret(name)):
-            added.append(f"{name}={value or _new_secret()}\n")
+        if sep and not line.startswith("#") and name not in present and _is_secret(name) and not value:
+            added.append(f"{name}={_new_secret()}\n")
+    if "MELTANO_ENVIRONMENT" not in present:
+        added.append(f"MELTANO_ENVIRONMENT={meltano_environment_of(present.get('NWELT_DB'))}\n")
     if added:
         text = target.read_text()
         with target.open("a") as handle:

@@ -56,13 +56,13 @@ def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
     """The detailed view of a day: one line a step, then the commands that finish it."""
     states = step_states(runs)
     lines = [f"day {day}", f"  {'step':<17} {'outcome':<12} {'rows':>8} {'seconds':>8}  note"]
+    commands = resume_advice(day, states, _causes(runs, states))
     for step in NAMES:
         run = runs.get(step)
         rows = f"{run.total_rows:>8}" if run and run.outcome == "succeeded" else f"{'-':>8}"
         secs = f"{run.seconds:>8.1f}" if run and run.seconds is not None else f"{'-':>8}"
-        note = without_commands(run.error) if run and states[step] != "succeeded" else ""
+        note = without_commands(run.error, commands) if run and states[step] != "succeeded" else ""
         lines.append(f"  {step:<17} {states[step]:<12} {rows} {secs}  {note[:100]}")
-    commands = resume_advice(day, states, _causes(runs, states))
     return not commands, lines + ([f"  {'next:' if i == 0 else 'then:'} {c}" for i, c in enumerate(commands)] or ["  complete"])
 
 

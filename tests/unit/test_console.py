@@ -110,10 +110,26 @@ def test_a_backfill_counts_the_days_as_they_end(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_a_cause_loses_only_the_commands_the_resume_lines_give() -> None:
-    assert (
-        console.without_commands("GateError: nope; run make load DATE=2024-01-01; then make pipeline DATE=2024-01-01") == "GateError: nope"
-    )
-    assert console.without_commands("LedgerError: down; run make db-up; then rerun") == "LedgerError: down"
+    shown = ["make load DATE=2024-01-01", "make pipeline DATE=2024-01-01 STEP=transform"]
+    gate = "GateError: nope; run make load DATE=2024-01-01"
+    assert console.without_commands(gate, shown) == "GateError: nope"
+    assert console.without_commands("LedgerError: down; run make db-up; then rerun", ["make db-up", *shown]) == "LedgerError: down"
+    # a later step's advice the resume reruns anyway (it goes on to the day's end): shown once
+    later = "ExportError: not built; run make pipeline DATE=2024-01-01 STEP=transform; then make export DATE=2024-01-01"
+    assert console.without_commands(later, shown) == "ExportError: not built"
+    earlier = "ExportError: not this DATA_DIR's rows; run make pipeline DATE=2024-01-01"  # from before the resume's start
+    assert console.without_commands(earlier, shown) == earlier
+    loads = "GateError: step 2 refuses; run make extract-postgres DATE=2024-01-01; then make extract-csv DATE=2024-01-01"
+    assert console.without_commands(loads, ["make pipeline DATE=2024-01-01"]) == "GateError: step 2 refuses"
+    assert console.without_commands(loads, ["make pipeline DATE=2024-01-02"]) == loads  # another day
     kept = "LoadError: raw.orders has another type; run migrate raw.orders by hand; then make load DATE=2024-01-01"
-    assert console.without_commands(kept) == kept
-    assert console.without_commands("ValueError: x") == "ValueError: x" and console.without_commands(None) == ""
+    assert console.without_commands(kept, shown) == kept
+    assert console.without_commands("ValueError: x", shown) == "ValueError: x" and console.without_commands(None, shown) == ""
+
+
+def test_only_a_whole_command_is_taken_from_an_error_line() -> None:
+    line = "GateError: no load; run make pipeline DATE=2024-01-01 first (make load DATE=2024-01-01 if its extracts ran)"
+    assert console.commands_in(line) == []
+    assert console.commands_in("GateError: x; run make pipeline DATE=2024-01-01 STEP=load; then rerun") == [
+        "make pipeline DATE=2024-01-01 STEP=load"
+    ]

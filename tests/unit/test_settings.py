@@ -37,12 +37,11 @@ def test_an_older_env_gains_the_new_settings_and_keeps_the_rest(project: Path) -
     older = [line for line in (project / ".env").read_text().splitlines() if not line.startswith(("AIRFLOW_", "MELTANO_"))]
     older = [line if not line.startswith("SOURCE_PG_PASSWORD=") else "SOURCE_PG_PASSWORD=kept" for line in older]
     (project / ".env").write_text("\n".join([*older, "AIRFLOW_JWT_SECRET=mine"]))  # no final newline
-    added = ["MELTANO_ENVIRONMENT", "AIRFLOW_DB_PASSWORD", "AIRFLOW_API_SECRET", "AIRFLOW_USE_JOB_SCHEDULE"]
-    assert settings.add_missing_settings(project) == added
+    assert settings.add_missing_settings(project) == ["AIRFLOW_DB_PASSWORD", "AIRFLOW_API_SECRET", "MELTANO_ENVIRONMENT"]
     values = dotenv_values(project / ".env")
     assert values["SOURCE_PG_PASSWORD"] == "kept" and values["AIRFLOW_JWT_SECRET"] == "mine"
     assert values["AIRFLOW_DB_PASSWORD"] and values["AIRFLOW_API_SECRET"] != values["AIRFLOW_DB_PASSWORD"]
-    assert values["MELTANO_ENVIRONMENT"] == "dev" and values["AIRFLOW_USE_JOB_SCHEDULE"] == "True"
+    assert values["MELTANO_ENVIRONMENT"] == "dev" and "AIRFLOW_USE_JOB_SCHEDULE" not in values  # has a default
     assert settings.add_missing_settings(project) == []
 
 
@@ -122,3 +121,14 @@ def test_every_variable_is_in_the_table_of_operations_md() -> None:
     readers += [settings.ROOT / name for name in (".env.example", "docker-compose.yml", "Makefile", "meltano.yml")]
     read = {name for path in readers for name in re.findall(r"\b(NWELT_[A-Z_]*[A-Z]|DOCS_PORT)\b", path.read_text())}
     assert read - documented == set()
+
+
+def test_the_meltano_environment_follows_nwelt_db_and_a_disagreement_is_one_line(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NWELT_DB", raising=False)  # the .env alone decides
+    (project / ".env").write_text("NWELT_DB=external\nSOURCE_PG_HOST=db\nWAREHOUSE_PG_HOST=db\n")
+    assert settings.add_missing_settings(project)[-1] == "MELTANO_ENVIRONMENT"
+    assert dotenv_values(project / ".env")["MELTANO_ENVIRONMENT"] == "prod"  # an older .env of your own servers
+    assert settings.load(project).meltano_environment == "prod"
+    (project / ".env").write_text("NWELT_DB=external\nSOURCE_PG_HOST=db\nWAREHOUSE_PG_HOST=db\nMELTANO_ENVIRONMENT=dev\n")
+    with pytest.raises(settings.ConfigError, match=r"set MELTANO_ENVIRONMENT=prod in \.env"):
+        settings.load(project)

@@ -18,7 +18,7 @@
         {%- if found == 0 -%}
             {{ exceptions.raise_compiler_error(
                 "transform refuses to run for " ~ day ~ ": the warehouse holds no load of " ~ day
-                ~ " (raw._loads); run make pipeline DATE=" ~ day ~ " first (make load DATE=" ~ day ~ " if its extracts ran)"
+                ~ " (raw._loads; make load DATE=" ~ day ~ " loads it once step 1 ran); run make pipeline DATE=" ~ day
             ) }}
         {%- endif -%}
     {%- endif -%}
