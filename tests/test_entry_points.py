@@ -84,7 +84,8 @@ def test_transform_refuses_a_day_not_loaded_by_every_entry_point(made: Project) 
     refusal = f"transform refuses to run for {day}: the load of {day} has not run; run make pipeline DATE={day}"
     assert refusal in by_meltano.stderr
     by_make = made.make("transform", f"DATE={day}")
-    assert by_make.returncode != 0 and refusal in by_make.stderr
+    sentence, _, command = refusal.partition("; run ")  # make's block: the sentence, then the command as its resume line
+    assert by_make.returncode != 0 and f"cause:  GateError: {sentence}\n" in by_make.stderr and f"resume: {command}\n" in by_make.stderr
     assert outcomes(made, day)["transform"] == "failed"
     by_dbt = made.run(MELTANO, "invoke", "dbt-postgres", "build", env={"RUN_DATE": day})  # plain dbt: on-run-start
     assert by_dbt.returncode != 0
