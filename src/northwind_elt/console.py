@@ -45,11 +45,17 @@ FIX_MARKER, FIX_SEPARATOR = "; run ", "; then "
 COMMAND = re.compile(r"make [\w-]+( [A-Z_]+=\S+)*")  # what commands_in takes for a command: no prose
 
 
+def _fixes(cause: str | None) -> tuple[str, list[str]]:
+    """An error line (error_line) split into its sentence and the fixes it names ([] if none)."""
+    if not cause or FIX_MARKER not in cause:
+        return cause or "", []
+    sentence, _, fixes = cause.rpartition(FIX_MARKER)
+    return sentence, [f.strip() for f in fixes.split(FIX_SEPARATOR)]
+
+
 def commands_in(cause: str | None) -> list[str]:
     """The commands an error line (error_line) names, in order; [] if it names none."""
-    if not cause or FIX_MARKER not in cause:
-        return []
-    return [c.strip() for c in cause.rsplit(FIX_MARKER, 1)[1].split(FIX_SEPARATOR) if COMMAND.fullmatch(c.strip())]
+    return [c for c in _fixes(cause)[1] if COMMAND.fullmatch(c)]
 
 
 def _reach(command: str) -> tuple[str, int] | None:
@@ -64,16 +70,14 @@ def without_commands(cause: str | None, shown: Sequence[str]) -> str:
     """An error line without the commands it names when the `shown` ones (the resume lines) cover
     them: each is shown, or runs a step the resume reruns (it goes on to the day's end); kept whole
     when it names anything else to do."""
-    if not cause or FIX_MARKER not in cause:
-        return cause or ""
-    sentence, _, fixes = cause.rpartition(FIX_MARKER)
+    sentence, fixes = _fixes(cause)
     start = _reach(shown[0]) if shown else None
 
     def covered(fix: str) -> bool:
         reach = _reach(fix)
         return fix in shown or fix == "rerun" or bool(start and reach and reach[0] == start[0] and reach[1] >= start[1])
 
-    return sentence if all(covered(f.strip()) for f in fixes.split(FIX_SEPARATOR)) else cause
+    return sentence if fixes and all(map(covered, fixes)) else cause or ""
 
 
 def next_commands(step: str, day: dt.date, cause: str | None) -> list[str]:
