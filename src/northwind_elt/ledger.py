@@ -135,20 +135,17 @@ class Ledger:
             return conn.execute(query, (day, step, marker)).fetchone() is not None
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[Run]:
-        columns = _COLUMNS.replace("outcome", _OUTCOME, 1)
+        columns = _COLUMNS.replace("outcome", _OUTCOME, 1) + ", started_at < pg_postmaster_start_time()"  # began before a restart
         with self._conn() as conn:
             rows = conn.execute(f"select {columns} from ops.runs where {where} order by started_at", params).fetchall()
-            server_start = conn.execute("select pg_postmaster_start_time()").fetchone()[0]  # type: ignore[index]
-        runs = [Run(*row[:9], holder=(row[9], row[10]) if row[9] else None, landing=row[11]) for row in rows]  # type: ignore[misc]
         restarted = "the warehouse's PostgreSQL stopped or restarted while it ran (make db-down?), ending its locks"
-        return [
-            replace(
-                r, error=r.error or (restarted if r.started_at < server_start else "the run ended without recording an outcome (killed?)")
-            )
-            if r.outcome == "interrupted"
-            else r
-            for r in runs
-        ]
+        runs = []
+        for row in rows:
+            run = Run(*row[:9], holder=(row[9], row[10]) if row[9] else None, landing=row[11])  # type: ignore[misc]
+            if run.outcome == "interrupted":
+                run = replace(run, error=run.error or (restarted if row[12] else "the run ended without recording an outcome (killed?)"))
+            runs.append(run)
+        return runs
 
     def between(self, first: dt.date, last: dt.date) -> list[Run]:
         """Every run of the days from `first` to `last`, oldest first."""
