@@ -38,18 +38,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
-def dumps(obj: Any, sort_keys: bool = True) -> bytes:
-    """Stable JSON: two-space indent, trailing newline, keys sorted unless their order matters."""
-    return (json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n").encode("utf-8")
-
-
 def write_json(target: Path, obj: Any, sort_keys: bool = True) -> None:
-    write_bytes(target, dumps(obj, sort_keys))
+    """Stable JSON: two-space indent, trailing newline, keys sorted unless their order matters."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def replace_dir(staged: Path, target: Path) -> None:
