@@ -34,10 +34,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def shared_dir(settings: Settings) -> Path:
-    return settings.shared_dir
-
-
 def _public(path: Path) -> None:
     """The challenge's public files stay readable by others (every process here runs with umask
     077): the Docker Compose servers read them through a bind mount as their own OS users."""
@@ -57,7 +53,7 @@ def ensure(settings: Settings, name: str) -> Path:
     expected = FILES[name]
     settings.source_dir.mkdir(parents=True, exist_ok=True)
     _public(settings.source_dir)
-    local = shared_dir(settings) / name
+    local = settings.shared_dir / name
     with atomic_path(target) as tmp:
         if local.exists():
             origin = str(local)
@@ -70,7 +66,7 @@ def ensure(settings: Settings, name: str) -> Path:
             except OSError as exc:
                 raise ConfigError(
                     f"cannot download {name} from {origin} ({exc}); place the file at {target} "
-                    f"or in {shared_dir(settings)}/ and rerun `make setup` (a Docker image build takes "
+                    f"or in {settings.shared_dir}/ and rerun `make setup` (a Docker image build takes "
                     "it from data/source/ of the checkout: run `make setup` there first, then build again)"
                 ) from None
         actual = sha256_of(tmp)

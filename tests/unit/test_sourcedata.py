@@ -23,14 +23,14 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> settings_mod.Se
 
 def test_copies_from_shared_and_verifies(isolated: settings_mod.Settings) -> None:
     original = settings_mod.ROOT / "data" / "source" / "order_details.csv"  # fetched by make setup
-    (sourcedata.shared_dir(isolated) / "order_details.csv").write_bytes(original.read_bytes())
+    (isolated.shared_dir / "order_details.csv").write_bytes(original.read_bytes())
     path = sourcedata.ensure(isolated, "order_details.csv")
     assert path == isolated.source_dir / "order_details.csv"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sourcedata.FILES["order_details.csv"]
 
 
 def test_checksum_mismatch_is_a_clear_error_and_writes_nothing(isolated: settings_mod.Settings) -> None:
-    (sourcedata.shared_dir(isolated) / "order_details.csv").write_text("order_id,product_id\n1,2\n")
+    (isolated.shared_dir / "order_details.csv").write_text("order_id,product_id\n1,2\n")
     with pytest.raises(ConfigError, match=r"checksum mismatch for order_details.csv .* expected sha256 f507c2f9"):
         sourcedata.ensure(isolated, "order_details.csv")
     assert not (isolated.source_dir / "order_details.csv").exists()
