@@ -19,12 +19,10 @@ from pathlib import Path
 
 from .settings import Settings
 
-PRIVATE_UMASK = 0o077
-
 
 def restrict_umask() -> None:
     """Files and folders created from now on by this process and its children: owner only."""
-    os.umask(PRIVATE_UMASK)
+    os.umask(0o077)
 
 
 def private_dirs(settings: Settings) -> list[Path]:
@@ -40,12 +38,10 @@ def private_dirs(settings: Settings) -> list[Path]:
 
 
 def _private(path: Path, mode: int) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         info = path.lstat()
         if info.st_uid == os.geteuid() and not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o077:
             path.chmod(stat.S_IMODE(info.st_mode) & ~0o077 | (mode & 0o700))
-    except (FileNotFoundError, NotADirectoryError):
-        pass
 
 
 def secure(settings: Settings) -> None:
