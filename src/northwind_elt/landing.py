@@ -9,12 +9,9 @@
                                                     SHA-256, and the exact file list of its day
                                                     folder with each file's size and SHA-256
 
-target-jsonl writes into the checkout's .meltano/staging/{tap namespace}/; `publish` builds every
-table folder beside its place, removes the task marker, renames the folders in and writes the
-marker last: a crash leaves no marker (step 2 refuses) or a whole day; an error before the swap
-leaves the previous day. No timestamp or run id: a rerun writes byte-identical files. The gate
-(`verify`, `check_day`) trusts only the task marker: the day's folders, each folder's file list and
-every file's digest must match it. `schema` parses `_schema.json` only from bytes the marker names.
+`publish` writes a day (stage, rename, task marker last); the gate (`verify`, `check_day`) trusts
+only the task marker, and `schema` parses `_schema.json` only from bytes the marker names. Why:
+docs/decisions.md, "Gates" and "Landing (step 1)".
 """
 
 from __future__ import annotations
@@ -161,7 +158,7 @@ class Landing:
     def _build_table(
         self, source: Source, day: dt.date, table: str, stream: dict[str, Any], staged: Path, building: Path
     ) -> dict[str, Any]:
-        keys = list(stream.get("key_properties") or _metadata_keys(stream))
+        keys = list(stream.get("key_properties") or _stream_metadata(stream).get("table-key-properties") or [])
         building.mkdir(parents=True)
         target = building / f"{table}.jsonl"
         what = f"{source.step} {table} for {day}"
@@ -187,12 +184,10 @@ class Landing:
     def verify(self, source: Source, day: dt.date, copy: bool = False) -> dict[str, dict[str, Any]]:
         """Check that `source`'s task succeeded for `day` and every file of the day is as it wrote it.
 
-        The day's table folders and each folder's file list must be exactly those the task marker
-        records, and every file's size and SHA-256 must match (the records file is read once, its
-        rows counted as it is hashed; with `copy`, written as it is read to `verified_copy`, so the
-        load reads the very bytes verified, whatever happens to the landed file afterwards).
-        Returns {table: {rows, sha256, files, dir}}; raises GateError naming every added, missing
-        or changed file and the rerun.
+        The day's folders, each folder's file list and every file's size and SHA-256 must be the
+        marker's. With `copy`, each records file is written to `verified_copy` as it is hashed, so
+        the load reads the very bytes verified. Returns {table: {rows, sha256, files, dir}}; raises
+        GateError naming every added, missing or changed file and the rerun.
         """
         recorded = self._recorded(source, day)
         step = source.step
@@ -276,13 +271,10 @@ class Landing:
         return [t for t in entries if t != MARKERS_DIR and os.path.lexists(self.day_dir(source, t, day))]
 
     def check_day(self, day: dt.date, verify: bool = True, copy: bool = False) -> dict[tuple[Source, str], dict[str, Any]]:
-        """The gate of step 2: both step-1 tasks succeeded for `day`, files intact (with `verify`,
-        and with `copy` each records file copied as it is verified; without `verify`, what the
-        markers record, read once the gate has run).
-
-        Returns {(source, table): {rows, sha256, dir}}; raises one GateError naming every
-        missing or broken task and its rerun command.
-        """
+        """The gate of step 2: both step-1 tasks succeeded for `day`, their files intact (`verify`,
+        `copy`: see `verify`; without `verify`, what the markers record, once the gate has run).
+        Returns {(source, table): {rows, sha256, dir}}; raises one GateError naming every missing
+        or broken task and its rerun command."""
         found: dict[tuple[Source, str], dict[str, Any]] = {}
         problems: list[GateError] = []
         if copy:  # a fresh folder: no copy or chunk of an earlier load of the day
@@ -313,12 +305,9 @@ class Landing:
             return None
 
     def landed_checksum(self, day: dt.date) -> str | None:
-        """SHA-256 of day D as this DATA_DIR landed it: the bytes of both task markers (which record
-        every landed file with its size and checksum). None if a task has no marker for D.
-
-        The load records it (in the ledger and in raw._loads), the mart build records it
-        (marts._orders_details_builds), transform and export compare it with the markers now:
-        rows built from another DATA_DIR's files or from an older landing of D are refused."""
+        """SHA-256 of day D as this DATA_DIR landed it: the bytes of both task markers, which record
+        every landed file (None if a task has no marker for D). The load and the mart build record
+        it, transform and export compare it (docs/decisions.md, "Provenance in side tables")."""
         digest = hashlib.sha256()
         for name, source in sorted(SOURCES.items()):
             try:
@@ -330,19 +319,14 @@ class Landing:
         return digest.hexdigest()
 
 
+def _stream_metadata(stream: dict[str, Any]) -> dict[str, Any]:
+    """The catalog metadata of the stream itself (breadcrumb []), not of one of its properties."""
+    return next((entry.get("metadata", {}) for entry in stream.get("metadata", []) if entry.get("breadcrumb") == []), {})
+
+
 def _selected(stream: dict[str, Any]) -> bool:
-    for entry in stream.get("metadata", []):
-        if entry.get("breadcrumb") == []:
-            meta = entry.get("metadata", {})
-            return meta.get("selected", meta.get("selected-by-default", True)) is not False
-    return True
-
-
-def _metadata_keys(stream: dict[str, Any]) -> list[str]:
-    for entry in stream.get("metadata", []):
-        if entry.get("breadcrumb") == []:
-            return list(entry.get("metadata", {}).get("table-key-properties") or [])
-    return []
+    meta = _stream_metadata(stream)
+    return meta.get("selected", meta.get("selected-by-default", True)) is not False
 
 
 def _count_and_hash(path: Path, copy: Path | None = None) -> tuple[int, str]:
@@ -360,26 +344,18 @@ def _count_and_hash(path: Path, copy: Path | None = None) -> tuple[int, str]:
 _JSON = json.JSONDecoder(parse_float=Decimal)  # one decoder: json.loads(..., parse_float=) builds one per call
 
 
-def _sort_key(keys: list[str]):  # type: ignore[no-untyped-def]
-    """Order by the key values (typed, nulls last), then by the whole line: a total order.
-
-    The key of a line is the tuple (key values, line): it ends with the line itself."""
-
-    def key(line: bytes) -> tuple[Any, ...]:
-        if not keys:
-            return ((), line)
-        record = _JSON.decode(line.decode())
-        values = tuple((record.get(k) is None, record.get(k) if record.get(k) is not None else 0) for k in keys)
-        return (values, line)
-
-    return key
-
-
 def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path) -> Iterator[tuple[Any, bytes]]:
     """Sort lines by key with bounded memory: sorted runs of SORT_CHUNK_ROWS, spilled and merged.
 
-    Yields (key values, line); each line is parsed once (and once more if its run was spilled)."""
-    key = _sort_key(keys)
+    Yields (key values, line): by the key values (typed, nulls last), then by the whole line, a
+    total order. Each line is parsed once (and once more if its run was spilled)."""
+
+    def key(line: bytes) -> tuple[Any, bytes]:
+        if not keys:
+            return ((), line)
+        record = _JSON.decode(line.decode())
+        return tuple((value is None, 0 if value is None else value) for value in map(record.get, keys)), line
+
     runs: list[Path] = []
     chunk: list[tuple[Any, bytes]] = []
     for line in lines:
