@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
+import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .atomic import atomic_path
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +26,6 @@ DEFAULT_PG_PORT, DEFAULT_DOCS_PORT = 55432, 8081
 
 def meltano_exe() -> str:
     """The `meltano` installed beside this interpreter (the project's .venv)."""
-    import sys
-
     candidate = Path(sys.executable).with_name("meltano")
     return str(candidate) if candidate.exists() else "meltano"
 
@@ -38,16 +40,8 @@ class PgConn:
 
     def conninfo(self, **overrides: str) -> str:
         """A libpq keyword/value string (the password is not logged anywhere by callers)."""
-        params = {
-            "host": self.host,
-            "port": str(self.port),
-            "dbname": self.database,
-            "user": self.user,
-            "password": self.password,
-            "connect_timeout": "10",
-            "application_name": "northwind-elt",
-        }
-        params.update(overrides)
+        params = {"host": self.host, "port": str(self.port), "dbname": self.database, "user": self.user, "password": self.password}
+        params |= {"connect_timeout": "10", "application_name": "northwind-elt", **overrides}
         return " ".join(f"{k}='{_quote(v)}'" for k, v in params.items())
 
     def describe(self) -> str:
@@ -93,27 +87,18 @@ class Settings:
 
     def meltano_env(self) -> dict[str, str]:
         """Environment for a Meltano subprocess: the resolved settings, never re-derived there."""
-        env = dict(os.environ)
-        env.update(self.env)
-        env.update(
-            {
-                "MELTANO_PROJECT_ROOT": str(self.root),
-                "DATA_DIR": str(self.data_dir),
-                "ORDER_DETAILS_CSV": str(self.csv_path),
-                "SOURCE_PG_HOST": self.source.host,
-                "SOURCE_PG_PORT": str(self.source.port),
-                "SOURCE_PG_DATABASE": self.source.database,
-                "SOURCE_PG_USER": self.source.user,
-                "SOURCE_PG_PASSWORD": self.source.password,
-                "WAREHOUSE_PG_HOST": self.warehouse.host,
-                "WAREHOUSE_PG_PORT": str(self.warehouse.port),
-                "WAREHOUSE_PG_DATABASE": self.warehouse.database,
-                "WAREHOUSE_PG_USER": self.warehouse.user,
-                "WAREHOUSE_PG_PASSWORD": self.warehouse.password,
-                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-                "NWELT_LOCK_WAIT_SECONDS": str(self.lock_wait),
-            }
-        )
+        env = {
+            **os.environ,
+            **self.env,
+            "MELTANO_PROJECT_ROOT": str(self.root),
+            "DATA_DIR": str(self.data_dir),
+            "ORDER_DETAILS_CSV": str(self.csv_path),
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "NWELT_LOCK_WAIT_SECONDS": str(self.lock_wait),
+        }
+        for prefix, conn in (("SOURCE", self.source), ("WAREHOUSE", self.warehouse)):  # the names `load` reads
+            env |= {f"{prefix}_PG_HOST": conn.host, f"{prefix}_PG_PORT": str(conn.port), f"{prefix}_PG_DATABASE": conn.database}
+            env |= {f"{prefix}_PG_USER": conn.user, f"{prefix}_PG_PASSWORD": conn.password}
         return env
 
 
@@ -236,8 +221,6 @@ def parse_date(raw: str | None, today: dt.date | None = None, name: str = "DATE"
 
 def free_port(first: int, tries: int = 100) -> int:
     """The first port from `first` on that nothing listens on at 127.0.0.1 (`first` if none is)."""
-    import socket
-
     for port in range(first, first + tries):
         with socket.socket() as probe:
             try:
@@ -255,8 +238,6 @@ def _is_secret(name: str) -> bool:
 
 def _new_secret() -> str:
     """A fresh random value for a secret of .env."""
-    import secrets
-
     return secrets.token_urlsafe(18)
 
 
@@ -300,8 +281,7 @@ def ensure_env_file(root: Path = ROOT) -> bool:
         elif sep and name in ("NWELT_UID", "NWELT_GID") and not value:  # Compose runs containers as you
             line = f"{name}={os.getuid() if name == 'NWELT_UID' else os.getgid()}"
         lines.append(line)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.chmod(0o600)
     return True
