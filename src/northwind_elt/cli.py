@@ -45,9 +45,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def compile_plugins(settings: Settings) -> int:
-    """Write the bytecode of every virtualenv of the project: Meltano installs plugins with uv,
-    which writes none, so every plugin start would compile its imports again (figures in
-    docs/performance.md). Quick when already done."""
+    """Write the bytecode of every virtualenv of the project, which Meltano's uv leaves without
+    (every plugin start compiled its imports again: docs/performance.md). Quick when done."""
     folders = sorted(settings.root.glob(".meltano/*/*/venv/lib"))
     for leftover in [
         *settings.root.glob(".meltano/*/*/venv/lib/python3*/site-packages/nwelt_fast_exit.*"),
@@ -61,14 +60,12 @@ def compile_plugins(settings: Settings) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from .database import EmbeddedPostgres
-
     settings_mod.ensure_env_file()
     settings = _settings()
     if not settings.embedded:
         print(f"NWELT_DB=external: using {settings.source.describe()} and {settings.warehouse.describe()}")
         return 0
-    db = EmbeddedPostgres(settings)
+    db = database.EmbeddedPostgres(settings)
     if args.action == "up":
         db.up()
     elif args.action == "down":
@@ -178,27 +175,16 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_var(name: str, check):  # type: ignore[no-untyped-def]
-    """An argparse type whose error names the make variable the value came from."""
-
-    def parse(raw: str):  # type: ignore[no-untyped-def]
-        try:
-            return check(raw)
-        except (ValueError, ConfigError) as exc:
-            raise argparse.ArgumentTypeError(f"{name}={raw!r}: {exc}") from None
-
-    return parse
-
-
+# argparse types: each error names the make variable the value came from
 def _step(raw: str) -> str:
     if raw not in registry.NAMES:
-        raise ValueError(f"not a step; use one of {', '.join(registry.NAMES)}")
+        raise argparse.ArgumentTypeError(f"STEP={raw!r}: not a step; use one of {', '.join(registry.NAMES)}")
     return raw
 
 
 def _days(raw: str) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 36600:
-        raise ValueError("not a number of days; use a whole number from 1 to 36600, e.g. DAYS=7")
+        raise argparse.ArgumentTypeError(f"DAYS={raw!r}: not a number of days; use a whole number from 1 to 36600, e.g. DAYS=7")
     return int(raw)
 
 
@@ -222,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = sub.add_parser("pipeline", parents=[wait], help="run every step for a day")
     pipeline.add_argument("--date", default="")
-    pipeline.add_argument("--from-step", type=_make_var("STEP", _step), help="rerun from this step, reusing earlier outputs")
+    pipeline.add_argument("--from-step", type=_step, help="rerun from this step, reusing earlier outputs")
     pipeline.set_defaults(func=cmd_run)
 
     backfill = sub.add_parser("backfill", parents=[wait], help="run the pipeline for every day of a range")
@@ -232,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="a day's step outcomes (default today) and what to rerun; one line a day for a range")
     status.add_argument("--date", default="")
-    status.add_argument("--days", type=_make_var("DAYS", _days), help="one line a day: the N days ending at --date")
+    status.add_argument("--days", type=_days, help="one line a day: the N days ending at --date")
     status.add_argument("--start", default="", help="one line a day from START to END")
     status.add_argument("--end", default="")
     status.set_defaults(func=cmd_status)
