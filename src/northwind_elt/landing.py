@@ -47,6 +47,10 @@ class Source:
         """What rebuilds this source's landing of `day`: its extract step."""
         return Fix(step=self.step, day=day)
 
+    def broken(self, day: dt.date, problem: str) -> GateError:
+        """The gate's refusal of this source's landing of `day`, naming its rerun."""
+        return GateError(f"{self.step} output for {day} is broken: {problem}", [self.rerun(day)])
+
 
 SOURCES: dict[str, Source] = {
     "postgres": Source("postgres", "extract-postgres", "tap-postgres", "tap_postgres"),
@@ -62,11 +66,6 @@ def source_of(step: str) -> Source:
 SORT_CHUNK_ROWS = 200_000
 SCHEMA_FILE = "_schema.json"
 MARKERS_DIR = "_manifests"
-
-
-def table_name(stream: str) -> str:
-    """tap-postgres names streams `<schema>-<table>`; the landing layout uses the table."""
-    return stream.split("-", 1)[1] if "-" in stream else stream
 
 
 class Landing:
@@ -130,7 +129,7 @@ class Landing:
             # 1. build and check every table folder beside its final place; nothing is replaced yet,
             #    so an error here (a duplicate key, a full disk) leaves the previous day intact
             for stream in sorted(streams, key=lambda s: s["tap_stream_id"]):
-                table = table_name(stream["stream"])
+                table = stream["stream"].split("-", 1)[-1]  # tap-postgres names streams `<schema>-<table>`
                 final = self.day_dir(source, table, day)
                 building = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.building")
                 built.append((building, final))
@@ -205,13 +204,12 @@ class Landing:
                 continue
             problems += [f"{folder / name} was added after {step} wrote it" for name in sorted(present - set(files))]
             problems += [f"{folder / name} is missing" for name in sorted(set(files) - present)]
-            records = f"{table}.jsonl"
             for name in sorted(present & set(files)):
                 path, want = folder / name, files[name]
                 if not path.is_file() or path.stat().st_size != want["bytes"]:
                     problems.append(f"{path} changed after {step} wrote it (not a file of {want['bytes']} bytes)")
                     continue
-                if name == records:
+                if name == f"{table}.jsonl":
                     rows, digest = _count_and_hash(path, self.verified_copy(source, table, day) if copy else None)
                     if rows != expected["rows"] or digest != expected["sha256"]:
                         problems.append(
@@ -222,7 +220,7 @@ class Landing:
                     problems.append(f"{path} changed after {step} wrote it (sha256 differs from the marker's)")
             result[table] = {**expected, "dir": folder}
         if problems:
-            raise GateError(f"{step} output for {day} is broken: {'; '.join(problems)}", [source.rerun(day)])
+            raise source.broken(day, "; ".join(problems))
         return result
 
     def schema(self, source: Source, table: str, day: dt.date) -> dict[str, Any]:
@@ -235,10 +233,7 @@ class Landing:
         except OSError:
             data = None
         if want is None or data is None or hashlib.sha256(data).hexdigest() != want["sha256"]:
-            raise GateError(
-                f"{source.step} output for {day} is broken: {path} is missing or changed after {source.step} wrote it",
-                [source.rerun(day)],
-            )
+            raise source.broken(day, f"{path} is missing or changed after {source.step} wrote it")
         schema: dict[str, Any] = json.loads(data)
         return schema
 
@@ -255,11 +250,7 @@ class Landing:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             ok = False
         if not ok:
-            raise GateError(
-                f"{source.step} output for {day} is broken: the success marker {marker} is unreadable, is not "
-                "this day's, or predates per-file checksums",
-                [source.rerun(day)],
-            )
+            raise source.broken(day, f"the success marker {marker} is unreadable, is not this day's, or predates per-file checksums")
         return tables
 
     def _table_folders(self, source: Source, day: dt.date) -> list[str]:
@@ -415,11 +406,10 @@ def load_schema_name(day: dt.date) -> str:
     return f"load_{day:%Y%m%d}"
 
 
-# Step 2 moves decimal columns as text: target-postgres's COPY path (`use_copy`) sends a column it
-# types DECIMAL through a float (SQLAlchemy's bind processor), which loses digits, while text goes
-# through COPY byte for byte. So the per-day load schema declares every `number` column of the
-# landed schema as a string (tap-landing), and `warehouse.commit` casts those columns back to
-# numeric in its `insert … select`: the raw layer stays numeric, with the landed text's exact value.
+# Step 2 moves decimal columns as text: target-postgres's COPY path (`use_copy`) sends a DECIMAL
+# column through a float (SQLAlchemy's bind processor) and loses digits; text goes byte for byte.
+# tap-landing declares every `number` column a string, and `warehouse.commit` casts it back: the
+# raw layer stays numeric, with the landed text's exact value.
 def decimal_columns(schema: dict[str, Any]) -> set[str]:
     """The columns a landed stream schema types as `number` (JSON decimals)."""
     return {name for name, prop in schema.get("properties", {}).items() if "number" in _types(prop)}
@@ -437,11 +427,10 @@ def load_stream_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return declared
 
 
-# target-postgres 0.8.1 writes its COPY statement (`use_copy`) with each column name between double
-# quotes without doubling a double quote inside it: a column `Author's "Nick"` is a syntax error.
-# Such a column travels through the load schema under a stand-in name (tap-landing renames it in
-# the schema, the key properties and every record) and `warehouse.commit` writes it into raw under
-# its own name.
+# target-postgres 0.8.1 quotes COPY's column names without doubling a double quote inside one (a
+# column `Author's "Nick"` is a syntax error), so such a column travels under a stand-in name
+# (tap-landing renames it in the schema, the key properties and every record) and
+# `warehouse.commit` writes it into raw under its own name.
 def load_column_name(name: str) -> str:
     """The column's name in the day's load schema: its own, unless it holds a double quote."""
     if '"' not in name:
