@@ -192,12 +192,8 @@ def _record_load(conn: psycopg.Connection, table: str, day: dt.date, rows: int, 
 
 
 def _refresh_statistics(conn: psycopg.Connection, tables: list[str]) -> None:
-    """Planner statistics of every table written, in the commit's transaction: ANALYZE counts the
-    transaction's own rows and its statistics commit with the day, so dbt never sees the day
-    without them. Without them the new snapshot_date is a value the statistics have never seen,
-    estimated at 1 row, and the mart build picks nested loops over the whole day (a planner cliff,
-    see docs/decisions.md). ANALYZE reads a fixed-size sample, so its cost stops growing with the
-    history."""
+    """ANALYZE every table written, in the commit's transaction, so dbt never sees the day without
+    statistics (docs/decisions.md, "Planner statistics inside the commit")."""
     for table in tables:
         conn.execute(sql.SQL("analyze {}").format(sql.Identifier(RAW, table)))
 
@@ -205,10 +201,8 @@ def _refresh_statistics(conn: psycopg.Connection, tables: list[str]) -> None:
 def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column], keys: list[str], day: dt.date) -> list[str]:
     """Create raw.<table> like the load table, or widen it when a day brings new columns.
 
-    Allowed drift, reported: new columns (added; earlier days read NULL) and dropped columns
-    (this day reads NULL). Refused: a column whose type changed (the message names it).
-    Returns the schema changes, one sentence each.
-    """
+    Returns the allowed drift, one sentence a change: new columns (earlier days read NULL) and
+    dropped ones (this day reads NULL). A column whose type changed is refused, naming it."""
     existing = {c.name: c.type for c in _columns(conn, RAW, table)}
     target = sql.Identifier(RAW, table)
     if not existing:
