@@ -1,13 +1,9 @@
-"""Files that hold secrets are never readable by other OS users.
+"""Files that hold secrets are never readable by other OS users, set here and nowhere else.
 
-Two layers, both set here and nowhere else:
-- every process the project starts through `nwelt` (every make target, every Airflow task,
-  every `elt:` task of a Meltano job, and all their children: Meltano, taps, targets, dbt)
-  runs with umask 077, so whatever it creates is private to the user from its first byte,
-  including files a SIGKILL leaves behind;
-- the folders where tools write secrets or run details (Meltano's plugin configs, dbt's target/
-  and logs/, Airflow's home, the step logs) are made 0700 and `.env` 0600, also when a tool
-  started outside `nwelt` (a plain `meltano run`) or an older version of the project wrote them.
+Every process `nwelt` starts (make targets, Airflow tasks, `elt:` tasks, and all their children)
+runs with umask 077, so what it creates is private from its first byte, even under SIGKILL; the
+folders where tools write secrets or run details are made 0700 and `.env` 0600 on every start,
+also when a plain `meltano run` or an older version wrote them (docs/decisions.md).
 """
 
 from __future__ import annotations
