@@ -283,11 +283,9 @@ class EmbeddedPostgres:
 
     @staticmethod
     def close_databases_to_public(db: psycopg.Connection) -> None:
-        """PUBLIC may connect to, and make temporary tables and functions in, every new database
-        (`postgres` too; CREATE DATABASE gives each the default ACL, whatever template1's is).
-        Revoked on each one that still grants PUBLIC anything: the extract role then connects only
-        to the source databases granted to it, the loader only to the warehouses it owns (an owner
-        keeps its privileges). Run on every start, so a database created since is closed too."""
+        """Revoke what PUBLIC holds on every database, `postgres` too (CREATE DATABASE gives each the
+        default ACL, CONNECT and TEMP, whatever template1's is): a role then connects only where it
+        is granted or owns. Run on every start, so a database created since is closed too."""
         for (name,) in db.execute(
             "select datname from pg_database where datallowconn and exists"
             " (select from aclexplode(coalesce(datacl, acldefault('d', datdba))) a where a.grantee = 0)"
@@ -297,10 +295,9 @@ class EmbeddedPostgres:
 
     @staticmethod
     def lock_down_reader(db: psycopg.Connection, reader: str) -> None:
-        """Close every write path CONNECT + SELECT leaves open in the source database, so the
-        extract role cannot write even with `default_transaction_read_only` off in its session
-        (docker/source-init.sh does the same). Privileges already refused by `revoke all on
-        database ... from public`: TEMP (temporary tables) and CREATE (schemas)."""
+        """Close every write path CONNECT + SELECT leaves open in the source database, even with
+        `default_transaction_read_only` off (docker/source-init.sh does the same; TEMP and CREATE on
+        the database are `close_databases_to_public`'s)."""
         db.execute("revoke create on schema public from public")
         db.execute(f"revoke execute on function {', '.join(READER_REVOKED_FUNCTIONS)} from public")
         # Any DDL it could still run on objects of its own (ALTER DEFAULT PRIVILEGES, and
