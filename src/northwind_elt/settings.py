@@ -231,14 +231,9 @@ def free_port(first: int, tries: int = 100) -> int:
     return first
 
 
-def _is_secret(name: str) -> bool:
-    """A variable of .env.example that `make setup` fills with a fresh random value."""
-    return name.endswith(("PASSWORD", "_SECRET"))
-
-
-def _new_secret() -> str:
-    """A fresh random value for a secret of .env."""
-    return secrets.token_urlsafe(18)
+def _fresh_secret(name: str, value: str) -> str | None:
+    """A fresh random value for a secret .env.example leaves empty (…PASSWORD, …_SECRET), else None."""
+    return secrets.token_urlsafe(18) if name.endswith(("PASSWORD", "_SECRET")) and not value else None
 
 
 def add_missing_settings(root: Path = ROOT) -> list[str]:
@@ -252,8 +247,8 @@ def add_missing_settings(root: Path = ROOT) -> list[str]:
     added = []
     for line in (root / ".env.example").read_text().splitlines():
         name, sep, value = line.partition("=")
-        if sep and not line.startswith("#") and name not in present and _is_secret(name) and not value:
-            added.append(f"{name}={_new_secret()}\n")
+        if sep and not line.startswith("#") and name not in present and (secret := _fresh_secret(name, value)):
+            added.append(f"{name}={secret}\n")
     if "MELTANO_ENVIRONMENT" not in present:
         added.append(f"MELTANO_ENVIRONMENT={meltano_environment_of(present.get('NWELT_DB'))}\n")
     if added:
@@ -274,8 +269,8 @@ def ensure_env_file(root: Path = ROOT) -> bool:
     lines = []
     for line in (root / ".env.example").read_text().splitlines():
         name, sep, value = line.partition("=")
-        if sep and _is_secret(name) and not value:
-            line = f"{name}={_new_secret()}"
+        if sep and (secret := _fresh_secret(name, value)):
+            line = f"{name}={secret}"
         elif sep and port and name.endswith("PG_PORT"):
             line = f"{name}={port}"
         elif sep and name in ("NWELT_UID", "NWELT_GID") and not value:  # Compose runs containers as you
