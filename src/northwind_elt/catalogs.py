@@ -49,9 +49,7 @@ def source_fingerprint(settings: Settings) -> str | None:
 
 
 def refresh_if_schema_changed(settings: Settings, tap: str = "tap-postgres") -> bool:
-    """Remove the tap's cached catalog unless it was discovered under today's source schema.
-
-    Returns True if the cached catalog was kept."""
+    """Remove the tap's cached catalog unless it was discovered under today's source schema; True if kept."""
     folder = run_dir(settings, tap)
     marker = folder / "source-schema.sha256"
     fingerprint = source_fingerprint(settings)

