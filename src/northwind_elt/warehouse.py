@@ -90,16 +90,11 @@ def commit(settings: Settings, day: dt.date, landed: str | None) -> dict[str, in
                 raise LoadError(f"{load}.{table} was not written by target-postgres", [rerun("load", day)])
             rows = _reconcile(conn, load, table, info, source, day)
             stored = landing.schema(source, table, day)
-            decimals = decimal_columns(stored["schema"])  # loaded as text (exact through COPY), numeric in raw
-            # each load column (named as PostgreSQL keeps it) -> its raw column and type
-            raw_columns = {
-                _identifier(load_column_name(name)): (_identifier(name), name in decimals)
-                for name in stored["schema"].get("properties", {})
-            }
-            staged = {}
-            for c in loaded:
-                name, decimal = raw_columns.get(c.name, (c.name, False))
-                staged[c.name] = Column(name, "numeric" if decimal else c.type)
+            # each load column (named as PostgreSQL keeps it) -> its raw column: the column's own name,
+            # and numeric for a decimal (loaded as text, exact through COPY)
+            raw_names = {_identifier(load_column_name(name)): _identifier(name) for name in stored["schema"].get("properties", {})}
+            numeric = {_identifier(load_column_name(name)) for name in decimal_columns(stored["schema"])}
+            staged = {c.name: Column(raw_names.get(c.name, c.name), "numeric" if c.name in numeric else c.type) for c in loaded}
             for change in _ensure_raw_table(conn, table, list(staged.values()), stored["key_properties"], day):
                 print(change)
             _replace_day(conn, table, staged, load, day)
