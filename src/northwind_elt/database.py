@@ -23,6 +23,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -141,16 +142,9 @@ class EmbeddedPostgres:
 
     def _run(self, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
         user = self.server_user() if os.geteuid() == 0 else None  # initdb refuses root
-        return subprocess.run(
-            [str(bin_dir() / exe), *args],
-            capture_output=True,
-            text=True,
-            cwd=self.home,
-            env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
-            user=user.pw_uid if user else None,
-            group=user.pw_gid if user else None,
-            extra_groups=[] if user else None,
-        )
+        as_user: dict[str, Any] = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        return subprocess.run([str(bin_dir() / exe), *args], capture_output=True, text=True, cwd=self.home, env=env, **as_user)
 
     def admin(self, database: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=database, autocommit=True)
@@ -214,11 +208,8 @@ class EmbeddedPostgres:
                     f"(another checkout's `make db-up`?); stop it, or set NWELT_PG_PORT (and SOURCE_PG_PORT, "
                     f"WAREHOUSE_PG_PORT) in .env to a free port; log: {self.log}"
                 )
-            raise ConfigError(
-                f"embedded PostgreSQL did not start on 127.0.0.1:{self.port}: "
-                + " | ".join(tail or [result.stderr.strip()])
-                + f"; full log: {self.log}"
-            )
+            detail = " | ".join(tail or [result.stderr.strip()])
+            raise ConfigError(f"embedded PostgreSQL did not start on 127.0.0.1:{self.port}: {detail}; full log: {self.log}")
         elif result.returncode == 0 and announce:
             print(f"the embedded PostgreSQL was not running: started it on 127.0.0.1:{self.port}", file=sys.stderr)
 
