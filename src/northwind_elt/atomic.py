@@ -22,10 +22,8 @@ def _fsync_dir(path: Path) -> None:
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it is renamed over `target`.
-
-    On any error the temporary file is removed and `target` is left exactly as it was.
-    """
+    """Yield a temporary path beside `target`; on success it is renamed over `target`, on any error
+    removed, leaving `target` exactly as it was."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -45,11 +43,9 @@ def write_json(target: Path, obj: Any, sort_keys: bool = True) -> None:
 
 
 def replace_dir(staged: Path, target: Path) -> None:
-    """Put the complete folder `staged` at `target`, replacing any previous version.
-
-    Readers see the previous complete folder or the new one (or, for an instant, none):
-    never a mix. The previous version is moved aside first, then removed.
-    """
+    """Put the complete folder `staged` at `target`, replacing any previous version, which is moved
+    aside first, then removed: readers see the old folder or the new one (for an instant, none),
+    never a mix."""
     target.parent.mkdir(parents=True, exist_ok=True)
     old = target.with_name(f".{target.name}.old.{uuid.uuid4().hex[:8]}")
     if target.exists():

@@ -1,12 +1,11 @@
 """Step 2's commit: swap one day's load schema into the raw layer in one transaction.
 
-target-postgres writes day D into the schema `load_<yyyymmdd>` (created fresh for each load).
-`commit` then, in a single transaction: checks every table's row count against what step 1
-recorded (reconciliation), creates or widens `raw.<table>` (snapshot_date + the source
-columns), replaces exactly the rows of D, records the load in `raw._loads` (with the checksum of
-the landed day it came from, see `landed_checksum`), refreshes the planner statistics of every
-table it wrote, and drops the load schema. A failure anywhere rolls everything back: D stays as
-it was, other days are never touched, readers never see half a day.
+target-postgres writes day D into the schema `load_<yyyymmdd>`, created fresh for each load.
+`commit` then checks every table's row count against step 1's (reconciliation), creates or widens
+`raw.<table>` (snapshot_date + the source columns), replaces exactly the rows of D, records the
+load and its landed checksum in `raw._loads`, refreshes the planner statistics and drops the load
+schema, in one transaction: a failure rolls everything back, other days are never touched,
+readers never see half a day.
 """
 
 from __future__ import annotations
