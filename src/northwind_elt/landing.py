@@ -131,7 +131,7 @@ class Landing:
                 final = self.day_dir(source, table, day)
                 building = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.building")
                 built.append((building, final))
-                tables[table] = self._build_table(source, day, table, stream, staging / f"{stream['stream']}.jsonl", building)
+                tables[table] = self._build_table(source, day, table, stream, building)
             # 2. swap: invalidate the marker, rename each folder in, write the marker last
             marker = self.task_marker(source, day)
             marker.unlink(missing_ok=True)
@@ -152,14 +152,12 @@ class Landing:
         shutil.rmtree(staging, ignore_errors=True)
         return tables
 
-    def _build_table(
-        self, source: Source, day: dt.date, table: str, stream: dict[str, Any], staged: Path, building: Path
-    ) -> dict[str, Any]:
+    def _build_table(self, source: Source, day: dt.date, table: str, stream: dict[str, Any], building: Path) -> dict[str, Any]:
         keys = list(stream.get("key_properties") or _stream_metadata(stream).get("table-key-properties") or [])
         building.mkdir(parents=True)
         target = building / f"{table}.jsonl"
         what = f"{source.step} {table} for {day}"
-        rows, digest, size = _write_sorted(staged, target, keys, building, what)
+        rows, digest, size = _write_sorted(self.staging_dir(source) / f"{stream['stream']}.jsonl", target, keys, building, what)
         entry = {"rows": rows, "sha256": digest}
         schema = {"stream": table, "key_properties": keys, "schema": stream["schema"]}
         write_json(building / SCHEMA_FILE, schema, sort_keys=False)  # column order matters
@@ -223,10 +221,9 @@ class Landing:
         (so step 2 reads exactly the schema the gate verified)."""
         path = self.day_dir(source, table, day) / SCHEMA_FILE
         want = self._recorded(source, day).get(table, {}).get("files", {}).get(SCHEMA_FILE)
-        try:
+        data = None
+        with suppress(OSError):
             data = path.read_bytes()
-        except OSError:
-            data = None
         if want is None or data is None or hashlib.sha256(data).hexdigest() != want["sha256"]:
             raise source.broken(day, f"{path} is missing or changed after {source.step} wrote it")
         schema: dict[str, Any] = json.loads(data)
