@@ -44,8 +44,7 @@ def source_fingerprint(settings: Settings) -> str | None:
             rows = conn.execute(FINGERPRINT_SQL).fetchall()
     except psycopg.Error:
         return None
-    target = settings.source.describe()
-    return hashlib.sha256(repr((target, rows)).encode()).hexdigest()
+    return hashlib.sha256(repr((settings.source.describe(), rows)).encode()).hexdigest()
 
 
 def refresh_if_schema_changed(settings: Settings, tap: str = "tap-postgres") -> bool:

@@ -252,9 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if isinstance(exc, ConfigError) else 75 if isinstance(exc, LockBusy) else 1
     except OSError as exc:  # a file or folder the command needs cannot be used (DATA_DIR, the project)
         where = f" {exc.filename}" if exc.filename else ""
-        print(
-            f"OSError:{where}: {exc.strerror or exc}; check that DATA_DIR (and the project folder) exist and are writable", file=sys.stderr
-        )
+        hint = "check that DATA_DIR (and the project folder) exist and are writable"
+        print(f"OSError:{where}: {exc.strerror or exc}; {hint}", file=sys.stderr)
         return 2
 
 
