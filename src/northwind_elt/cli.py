@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import http.server
 import subprocess
 import sys
 import sysconfig
@@ -155,6 +154,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
     generated = subprocess.run(command, cwd=settings.root, env=env)
     if generated.returncode or args.generate_only:
         return generated.returncode
+    import http.server  # only the docs site needs it (and its start-up cost)
+
     # served here, as `dbt docs serve` would serve transform/target: the port printed is the one
     # bound (DOCS_PORT when chosen, else 8081 or the next free one), and Ctrl-C ends it quietly
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(settings.root / "transform" / "target"))

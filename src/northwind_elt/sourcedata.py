@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import sys
-import urllib.request
 from pathlib import Path
 
 from .atomic import atomic_path
@@ -59,6 +58,8 @@ def ensure(settings: Settings, name: str) -> Path:
             origin = str(local)
             shutil.copyfile(local, tmp)
         else:
+            import urllib.request  # only a download needs it (and its start-up cost)
+
             origin = f"{REPO_URL}/{COMMIT}/data/{name}"
             try:
                 with urllib.request.urlopen(origin, timeout=60) as response, tmp.open("wb") as out:

@@ -4,6 +4,7 @@ always checked against the pinned SHA-256 sums."""
 from __future__ import annotations
 
 import hashlib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_without_shared_copy_it_downloads_from_the_pinned_commit(isolated: setti
         asked.append(url)
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(sourcedata.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(ConfigError, match=r"cannot download northwind\.sql"):
         sourcedata.ensure(isolated, "northwind.sql")
     assert asked == [f"{sourcedata.REPO_URL}/{sourcedata.COMMIT}/data/northwind.sql"]
