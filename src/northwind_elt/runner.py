@@ -1,7 +1,6 @@
-"""Running a day's steps as their Meltano jobs (`meltano run <step>`, RUN_DATE=D), for make, nwelt,
-Airflow and the backfill. The job's own glue tasks (tasks.py) lock, gate and record, as under a
-plain `meltano run`; the runner adds a log file per step run, progress lines, a line at least every
-NWELT_HEARTBEAT_SECONDS, the cause of a failure in one sentence, and jobs that die with it."""
+"""Running a day's steps as their Meltano jobs (`meltano run <step>`, RUN_DATE=D) for make, nwelt,
+Airflow and the backfill. The jobs' glue tasks (tasks.py) lock, gate and record; the runner adds a
+log file per run, progress and heartbeat lines, the cause of a failure, and jobs that die with it."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext, suppress
 from typing import TextIO
 
-from . import console, database, locks
+from . import console, database, locks, sourcedata
 from .causes import find_cause, strip_log_prefix
 from .console import StepResult, error_line
 from .errors import ConfigError, LedgerError, LockBusy
@@ -86,7 +85,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
                 if _stopping.is_set():  # stop_all ran while this job was starting
                     process.kill()
             try:
-                code = _follow(settings, process, log, step, day, quiet)
+                code = _follow(settings, process, log, step, quiet)
             finally:
                 with _children_lock:
                     _children.discard(process)
@@ -102,8 +101,8 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
         run = None
     if run is not None:
         ledger.update(run.run_id, "log_path", str(log_path))
-    if run is not None and run.outcome == "succeeded":
-        return StepResult(step, day, True, run.seconds, run.rows, log_path=log_path)
+        if run.outcome == "succeeded":
+            return StepResult(step, day, True, run.seconds, run.rows, log_path=log_path)
     if run is not None and run.outcome == "failed":
         cause = run.error
     elif code < 0:
@@ -121,9 +120,9 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
     return StepResult(step, day, False, run.seconds if run else None, cause=cause, log_path=log_path)
 
 
-def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, step: str, day: dt.date, quiet: bool) -> int:
-    """Copy the job's output into its log, show progress, and say something at least every
-    heartbeat; returns the job's exit code."""
+def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, step: str, quiet: bool) -> int:
+    """Copy the job's output into its log; unless `quiet`, show its progress, a line at least every
+    heartbeat. Returns the job's exit code."""
     assert process.stdout is not None
     secrets = [s for s in (settings.source.password, settings.warehouse.password) if s]
     last = started = time.monotonic()
@@ -131,23 +130,22 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
 
     def heartbeat() -> None:
         nonlocal last
+        source = source_of(step) if step.startswith("extract-") else None
         while not done.wait(1):
-            if not quiet and time.monotonic() - last >= settings.heartbeat_seconds:
-                source = source_of(step) if step.startswith("extract-") else None
+            if time.monotonic() - last >= settings.heartbeat_seconds:
                 rows = Landing(settings.data_dir, settings.staging_root).staged_rows(source) if source else None
-                console.progress(
-                    step, f"running for {time.monotonic() - started:.0f} s" + (f", {rows} rows so far" if rows is not None else "")
-                )
+                so_far = f", {rows} rows so far" if rows is not None else ""
+                console.progress(step, f"running for {time.monotonic() - started:.0f} s{so_far}")
                 last = time.monotonic()
 
-    threading.Thread(target=heartbeat, daemon=True).start()
+    if not quiet:
+        threading.Thread(target=heartbeat, daemon=True).start()
     try:
         for line in process.stdout:
             for secret in secrets:
                 line = line.replace(secret, "********")
             log.write(line)
-            short = _short(line) if not quiet and PROGRESS.search(line) else None
-            if short is not None:
+            if not quiet and PROGRESS.search(line) and (short := _short(line)):
                 console.progress(step, short)
                 last = time.monotonic()
         return process.wait()
@@ -168,8 +166,6 @@ def execute(settings: Settings, day: dt.date, steps: list[str], quiet: bool = Fa
     stops at the first failure. `announce`: a line when each step starts and ends (a backfill)."""
     database.ensure_running(settings)
     if "extract-csv" in steps and settings.csv_path == settings.source_dir / "order_details.csv":
-        from . import sourcedata
-
         sourcedata.ensure(settings, "order_details.csv")
 
     def one(step: str) -> StepResult:
@@ -197,12 +193,9 @@ def install_signal_handlers() -> None:
 
 
 def execute_days(settings: Settings, days: list[dt.date]) -> Iterator[list[StepResult]]:
-    """Run the whole pipeline for each of `days` (NWELT_BACKFILL_DAYS side by side, each as `make
-    pipeline` runs it; a step waits for the other day's run of its plugin, so the days fall in line
-    one step apart), yielding each day's results in day order; as each day ends, `day n of N` with
-    the time elapsed and an estimate of the rest. A failed day does not stop the others. When the
-    caller stops, no day that has not started starts."""
-
+    """Run the whole pipeline for each of `days`, NWELT_BACKFILL_DAYS side by side (each as `make
+    pipeline` runs it), yielding each day's results in day order; a failed day does not stop the
+    others. When the caller stops, no day that has not started starts."""
     started, done, done_lock = time.monotonic(), 0, threading.Lock()
 
     def run(day: dt.date) -> list[StepResult]:
