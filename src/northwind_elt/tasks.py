@@ -1,8 +1,7 @@
 """The glue tasks that open and close every step's Meltano job, whoever starts it (make, nwelt,
 Airflow, a plain `meltano run`). Open (`elt:open-<step>`): locks, ledger row, the gate, the input
-prepared. Close (`elt:close-<step>`): publish, commit, mark tested or export; success recorded;
-locks released. Each gate reads the data's own record: the landing markers (load), `raw._loads`
-(transform), the mart's build record (export, in export.py). A refusal is recorded as a failure."""
+prepared. Close (`elt:close-<step>`): publish, commit, mark tested or export; success recorded,
+locks released. A failure in either (a gate's refusal too) is recorded and releases the locks."""
 
 from __future__ import annotations
 
@@ -48,16 +47,15 @@ def _open_transform(settings: Settings, run: Run) -> None:
     """Transform's gate: raw holds a load of D made from the landed files that are there now."""
     day = run.day
     landed, loaded = Landing(settings.data_dir).landed_checksum(day), warehouse.loaded_checksum(settings, day)
+    fix = Fix(day=day) if landed is None else resume("load", day)  # nothing landed: the whole day
     if loaded is None:
-        raise GateError(
-            f"transform refuses to run for {day}: the load of {day} has not run", [Fix(day=day) if landed is None else resume("load", day)]
-        )
+        raise GateError(f"transform refuses to run for {day}: the load of {day} has not run", [fix])
     if loaded != landed:
         raise GateError(
             f"transform refuses to run for {day}: the warehouse's raw rows of {day} were loaded from other landed files than this "
             f"DATA_DIR's ({settings.data_dir}) holds now: the landed files of {day} changed after the load, or another DATA_DIR "
             f"sharing the warehouse loaded {day} since",
-            [Fix(day=day) if landed is None else resume("load", day)],
+            [fix],
         )
 
 
