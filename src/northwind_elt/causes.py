@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-# lines that state a cause, most specific first
+# lines that state a cause, most specific first; a pattern's last group is the sentence
 CAUSES = [
     re.compile(r"\b((?:GateError|PublishError|LoadError|ExportError|CsvInputError|LockBusy|ConfigError|LedgerError): .+)"),
     re.compile(r"(psycopg2?\.\w*Error|sqlalchemy\.exc\.\w+): \(?[\w.]*\)? ?(.+)"),
@@ -26,8 +26,6 @@ def find_cause(log_text: str, step: str) -> str:
     lines = [strip_log_prefix(line) for line in log_text.splitlines()]
     for pattern in CAUSES:
         for line in reversed(lines):
-            match = pattern.search(line)
-            if match:
-                text = match.group(match.lastindex or 0) if pattern.groups > 1 else match.group(1)
-                return text.strip()[:500]
+            if match := pattern.search(line):
+                return match.group(match.lastindex or 0).strip()[:500]
     return f"the Meltano job {step} stopped without an error message (killed or crashed?); see the log"
