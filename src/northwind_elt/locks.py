@@ -1,7 +1,6 @@
 """One writer per day: session-level advisory locks in the warehouse server, exclusive on what a step
 writes, shared on what it reads (registry.py), plus its plugin's state lock. `elt:open-<step>` forks
-a holder whose session takes them and waits; the server drops them with the session: when
-`elt:close-<step>` ends it, when the owning `meltano run` ends (a pidfd), or when the holder dies."""
+a holder whose session takes them and waits; the server drops them when that session ends."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ import psycopg
 
 from .errors import LedgerError, LockBusy
 from .ledger import connect
-from .registry import SHARED, get
+from .registry import EXCLUSIVE, SHARED, get
 from .settings import Settings
 
 
@@ -75,7 +74,7 @@ def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.d
     if state.startswith("checkout "):
         state = f"checkout {socket.gethostname()}:{settings.root} {state.split()[1]}"
     if state:
-        _acquire(conn, state, "exclusive", 3600, f"{step} for {day}", say, owner)
+        _acquire(conn, state, EXCLUSIVE, 3600, f"{step} for {day}", say, owner)
 
 
 @contextmanager
@@ -83,7 +82,7 @@ def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
     """Hold day D for a run of several steps (`make pipeline`, a backfill's day) in this process's
     own session: a second such run of D is refused (or waits), not interleaved step by step."""
     with connect(settings) as conn:
-        _acquire(conn, f"{day} pipeline", "exclusive", settings.lock_wait, f"day {day}")
+        _acquire(conn, f"{day} pipeline", EXCLUSIVE, settings.lock_wait, f"day {day}")
         yield
 
 
@@ -115,8 +114,7 @@ def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) ->
 
 
 def release(settings: Settings, holder: tuple[int, dt.datetime]) -> None:
-    """End the holder's session (that very session: pid and start): the server drops its locks
-    before this returns."""
+    """End the holder's session (that very one: pid and start); its locks are free when this returns."""
     try:
         with connect(settings) as conn:
             conn.execute("select pg_terminate_backend(pid, 10000) from pg_stat_activity where pid = %s and backend_start = %s", holder)
