@@ -21,8 +21,8 @@ def command(fix: Fix) -> str:
     day = f" DATE={fix.day.isoformat()}" if fix.day else ""
     if fix.step is None:
         return f"make pipeline{day}"
-    if fix.then_rest and fix.step != NAMES[-1]:
-        return f"make {fix.step}{day}" if fix.step == NAMES[0] else f"make pipeline{day} STEP={fix.step}"
+    if fix.then_rest and fix.step not in (NAMES[0], NAMES[-1]):
+        return f"make pipeline{day} STEP={fix.step}"
     return f"make {fix.step}{day}"
 
 
@@ -105,9 +105,8 @@ class StepResult:
 
 def report_failure(r: StepResult, commands: Sequence[str]) -> None:
     """The failure block; `commands`: what finishes the day (status.failure_advice, as `make status` says)."""
-    lines = ["", f"FAILED: step {r.step} for {r.day}", f"  cause:  {without_commands(r.cause, commands)}"] + (
-        [f"  log:    {r.log_path}"] if r.log_path else []
-    )
+    lines = ["", f"FAILED: step {r.step} for {r.day}", f"  cause:  {without_commands(r.cause, commands)}"]
+    lines += [f"  log:    {r.log_path}"] if r.log_path else []
     lines += [f"  {'resume:' if i == 0 else 'then:  '} {line}" for i, line in enumerate(commands)]
     print("\n".join(lines), file=sys.stderr)
 
