@@ -1,7 +1,6 @@
 """The run ledger: one row per step run in `ops.runs` on the warehouse server, one history for every
-host. `elt:open-<step>` inserts a `running` row naming the session holding the run's locks; close
-records the outcome. A `running` row whose lock session is gone reads as `interrupted` (nwelt
-records it `failed`, with the cause from the log). It serves status; gates read the data itself."""
+host. A `running` row whose lock session is gone reads as `interrupted`. It serves status, resume
+and one check of the load gate (`produced`); the other gates read the data itself."""
 
 from __future__ import annotations
 
@@ -157,10 +156,8 @@ class Ledger:
 
     def of_owner(self, day: dt.date, step: str, owner_pid: int) -> Run | None:
         """The latest run of `step` for `day` owned by the `meltano run` process `owner_pid` here."""
-        return next(
-            reversed(self._select("day = %s and step = %s and host = %s and owner_pid = %s", (day, step, socket.gethostname(), owner_pid))),
-            None,
-        )
+        where = "day = %s and step = %s and host = %s and owner_pid = %s"
+        return next(reversed(self._select(where, (day, step, socket.gethostname(), owner_pid))), None)
 
     def of_job(self, step: str, job: str) -> Run | None:
         """The run of `step` in the job nwelt started with token `job`, if it began."""
