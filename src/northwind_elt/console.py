@@ -27,8 +27,7 @@ def command(fix: Fix) -> str:
 
 
 def resume_commands(step: str, day: dt.date) -> list[str]:
-    """What finishes the day from `step` on: the step itself, then the steps after it (from the
-    first step: the whole pipeline of the day)."""
+    """What finishes the day from `step` on: the step, then the rest (from the first step: the pipeline)."""
     index = NAMES.index(step)
     if index == 0:
         return [command(Fix(day=day))]
@@ -67,9 +66,8 @@ def _reach(command: str) -> tuple[str, int] | None:
 
 
 def without_commands(cause: str | None, shown: Sequence[str]) -> str:
-    """An error line without the commands it names when the `shown` ones (the resume lines) cover
-    them: each is shown, or runs a step the resume reruns (it goes on to the day's end); kept whole
-    when it names anything else to do."""
+    """An error line without its commands when the resume lines `shown` cover each (shown, or a step
+    the resume reruns on its way to the day's end); kept whole when it names anything else to do."""
     sentence, fixes = _fixes(cause)
     start = _reach(shown[0]) if shown else None
 

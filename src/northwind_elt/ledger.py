@@ -68,8 +68,7 @@ _READY: set[str] = set()  # warehouses whose ops schema this process has seen
 
 
 def connect(settings: Settings, **options: str) -> psycopg.Connection[Any]:
-    """An autocommit connection to the warehouse, where the ledger and the locks live (the ops
-    schema created on first use); `options`: server settings of the session."""
+    """An autocommit connection to the warehouse, home of the ledger and the locks (the ops schema made on first use)."""
     where = settings.warehouse.describe()
     extra = {"options": " ".join(f"-c {k}={v}" for k, v in options.items())} if options else {}
     try:

@@ -1,7 +1,6 @@
 """The steps of the pipeline, defined once, for the locks, status, the runner, the glue tasks and
-the Airflow DAG (which loads this file by path: standard library only). meltano.yml repeats the
-jobs (`elt:open-<step>`, plugins, `elt:close-<step>`; `pipeline`): tests/unit/test_registry.py
-checks it against this file."""
+the Airflow DAG (which loads this file by path: standard library only). meltano.yml repeats each
+step's job (job_tasks) and the `pipeline` job: tests/unit/test_registry.py checks them."""
 
 from __future__ import annotations
 

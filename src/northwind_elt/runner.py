@@ -72,8 +72,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
         ) from None
     token = uuid.uuid4().hex  # finds this job's run in the ledger, whatever pid Meltano had
     env = settings.meltano_env() | {"RUN_DATE": day.isoformat(), "NWELT_JOB": token}
-    # --force: the project's locks decide who may run, not Meltano's job table (a killed run would
-    # block the job for minutes); --no-state-update: every run is a full, stateless extract
+    # --force: the project's locks decide who may run; --no-state-update: a full extract (decisions.md)
     command = [meltano_exe(), f"--environment={settings.meltano_environment}", "run", "--force", "--no-state-update", step]
     try:
         with log_path.open("a") as log:
@@ -116,13 +115,11 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
     if run is not None and run.outcome != "failed" and code >= 0:  # a stopped job stays interrupted
         ledger.finish(run.run_id, "failed", error=cause)
         run = ledger.of_job(step, token)
-    # the ledger's clock, as status shows it: open task's record to outcome (none: a job that never recorded its run)
-    return StepResult(step, day, False, run.seconds if run else None, cause=cause, log_path=log_path)
+    return StepResult(step, day, False, run.seconds if run else None, cause=cause, log_path=log_path)  # the ledger's seconds
 
 
 def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, step: str, quiet: bool) -> int:
-    """Copy the job's output into its log; unless `quiet`, show its progress, a line at least every
-    heartbeat. Returns the job's exit code."""
+    """Copy the job's output into its log and, unless `quiet`, show its progress; its exit code."""
     assert process.stdout is not None
     secrets = [s for s in (settings.source.password, settings.warehouse.password) if s]
     last = started = time.monotonic()
