@@ -13,11 +13,11 @@ SHARED, EXCLUSIVE = "shared", "exclusive"
 class Step:
     name: str  # the make target, the Meltano job and the ledger's step name
     upstream: tuple[str, ...]  # steps whose success for D this step needs
-    writes: tuple[str, ...]  # day resources it changes (locked exclusively while it runs)
-    reads: tuple[str, ...]  # day resources it reads (locked shared)
+    writes: str  # day resources it changes, space-separated like plugins (locked exclusively while it runs)
+    reads: str  # day resources it reads (locked shared)
     plugins: str  # the Meltano block between elt:open-<name> and elt:close-<name> ("" = glue only)
     plugin_state: str | None  # state its plugin rewrites whatever the day: "checkout X" or "warehouse X" (a lock)
-    retries: int  # Airflow retries: only steps reading live sources can gain from a retry
+    retries: int = 0  # Airflow retries: only steps reading live sources can gain from a retry
 
     @property
     def task_id(self) -> str:
@@ -25,23 +25,15 @@ class Step:
         return self.name.replace("-", "_")
 
     def locks(self) -> dict[str, str]:
-        return {**{r: SHARED for r in self.reads}, **{r: EXCLUSIVE for r in self.writes}}
+        return {**dict.fromkeys(self.reads.split(), SHARED), **dict.fromkeys(self.writes.split(), EXCLUSIVE)}
 
 
 STEPS: tuple[Step, ...] = (
-    Step("extract-postgres", (), ("postgres",), (), "tap-postgres target-jsonl-postgres", "checkout tap-postgres", 2),
-    Step("extract-csv", (), ("csv",), (), "tap-northwind-csv target-jsonl-csv", "checkout tap-northwind-csv", 2),
-    Step(
-        "load",
-        ("extract-postgres", "extract-csv"),
-        ("warehouse",),
-        ("postgres", "csv"),
-        "tap-landing target-postgres",
-        "checkout tap-landing",
-        0,
-    ),
-    Step("transform", ("load",), ("warehouse",), ("postgres", "csv"), "dbt-postgres:build", "warehouse dbt", 0),
-    Step("export", ("transform",), ("output",), ("warehouse",), "", None, 0),
+    Step("extract-postgres", (), "postgres", "", "tap-postgres target-jsonl-postgres", "checkout tap-postgres", retries=2),
+    Step("extract-csv", (), "csv", "", "tap-northwind-csv target-jsonl-csv", "checkout tap-northwind-csv", retries=2),
+    Step("load", ("extract-postgres", "extract-csv"), "warehouse", "postgres csv", "tap-landing target-postgres", "checkout tap-landing"),
+    Step("transform", ("load",), "warehouse", "postgres csv", "dbt-postgres:build", "warehouse dbt"),
+    Step("export", ("transform",), "output", "warehouse", "", None),
 )
 NAMES: list[str] = [s.name for s in STEPS]
 
