@@ -47,16 +47,15 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def stop_all(signum: int = 0, frame: object = None) -> None:
-    """Kill the Meltano jobs this process runs (their lock holders end with them); as the handler
-    of a signal (Airflow's timeout, make's Ctrl-C), exit then."""
+def stop_all(signum: int, frame: object) -> None:
+    """The handler of SIGTERM, SIGINT and SIGHUP (Airflow's timeout, make's Ctrl-C): kill the Meltano
+    jobs this process runs (their lock holders end with them), then exit."""
     with _children_lock:
         _stopping.set()
         for child in list(_children):
             with suppress(ProcessLookupError):
                 child.kill()
-    if signum:
-        sys.exit(128 + signum)
+    sys.exit(128 + signum)
 
 
 def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -> StepResult:
