@@ -19,9 +19,9 @@ def command(fix: Fix) -> str:
     if fix.note:
         return fix.note
     day = f" DATE={fix.day.isoformat()}" if fix.day else ""
-    if fix.step is None:
+    if fix.step is None or (fix.then_rest and fix.step == NAMES[0]):
         return f"make pipeline{day}"
-    if fix.then_rest and fix.step not in (NAMES[0], NAMES[-1]):
+    if fix.then_rest and fix.step != NAMES[-1]:
         return f"make pipeline{day} STEP={fix.step}"
     return f"make {fix.step}{day}"
 

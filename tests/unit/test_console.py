@@ -25,7 +25,7 @@ DAY = dt.date(2024, 1, 1)
         (rerun("load", DAY), "make load DATE=2024-01-01"),
         (resume("load", DAY), "make pipeline DATE=2024-01-01 STEP=load"),
         (resume("export", DAY), "make export DATE=2024-01-01"),  # the last step: nothing after it
-        (resume("extract-postgres", DAY), "make extract-postgres DATE=2024-01-01"),
+        (resume("extract-postgres", DAY), "make pipeline DATE=2024-01-01"),  # from the first step: the day
         (Fix(note="migrate raw.orders by hand"), "migrate raw.orders by hand"),
     ],
 )
@@ -48,6 +48,9 @@ def test_next_commands_finish_the_day() -> None:
     assert console.next_commands("transform", DAY, None) == ["make transform DATE=2024-01-01", "make export DATE=2024-01-01"]
     named = console.error_line(GateError("x", [rerun("extract-csv", DAY)]))
     assert console.next_commands("load", DAY, named) == ["make extract-csv DATE=2024-01-01", "make pipeline DATE=2024-01-01 STEP=load"]
+    # a first step whose error names another command: that command, then the whole day
+    down = "LedgerError: the embedded PostgreSQL (127.0.0.1:55432) is not running; run make db-up"
+    assert console.next_commands("extract-postgres", DAY, down) == ["make db-up", "make pipeline DATE=2024-01-01"]
 
 
 def test_summary_and_failure_block(capsys: pytest.CaptureFixture[str]) -> None:
