@@ -217,8 +217,9 @@ def test_disk_fault_during_export(project: Project, clean: dict[str, object], re
 
 
 def test_landed_file_damaged_after_step1(project: Project, clean: dict[str, object]) -> None:
-    """An edited landed file, refused by the load and restored by the commands it names (each kind of
-    damage: test_load.py::test_gate_refuses_any_edit_deletion_or_added_file, unit/test_landing.py)."""
+    """An edited landed file, refused by the load and restored by the commands it names. Each kind of
+    damage is refused in unit/test_landing.py; edits, deletions and additions end to end in
+    test_load.py (::test_gate_refuses_any_edit_deletion_or_added_file, ::test_gate_refuses_a_file_altered_after_step1)."""
     path = project.data_dir / f"csv/order_details/{DAY}/order_details.jsonl"
     original = path.read_bytes()
     path.write_bytes(original.replace(b'"quantity": 12', b'"quantity": 13', 1))

@@ -182,7 +182,7 @@ def _step(raw: str) -> str:
 
 
 def _days(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 36600:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 36600:
         raise argparse.ArgumentTypeError(f"DAYS={raw!r}: not a number of days; use a whole number from 1 to 36600, e.g. DAYS=7")
     return int(raw)
 

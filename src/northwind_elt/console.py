@@ -85,8 +85,8 @@ def next_commands(step: str, day: dt.date, cause: str | None) -> list[str]:
         return resume_commands(step, day)
     if named[-1].startswith("make pipeline"):
         return named  # already runs the rest of the day
-    if named[-1] == command(Fix(step=step, day=day)):
-        return named + resume_commands(step, day)[1:]
+    if named[-1] == command(Fix(step=step, day=day)):  # its own rerun: the day from it on
+        return [*named[:-1], *resume_commands(step, day)]
     return [*named, command(Fix(step=step, day=day, then_rest=True))]
 
 

@@ -41,6 +41,7 @@ def test_the_commands_make_runs() -> None:
         (["pipeline", "--from-step", "nope"], "STEP='nope': not a step; use one of extract-postgres"),
         (["status", "--days", "0"], "DAYS='0': not a number of days"),
         (["status", "--days", "$(touch x)"], "DAYS='$(touch x)'"),
+        (["status", "--days", "²"], "DAYS='²': not a number of days"),  # a digit to isdigit(), not to int()
         (["run", "nope"], "invalid choice: 'nope'"),
         (["task", "open", "load", "--date"], "expected one argument"),
     ],

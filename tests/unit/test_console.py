@@ -13,7 +13,7 @@ import pytest
 
 from northwind_elt import console, runner
 from northwind_elt.console import StepResult
-from northwind_elt.errors import Fix, GateError, rerun, resume
+from northwind_elt.errors import Fix, GateError, PublishError, rerun, resume
 
 DAY = dt.date(2024, 1, 1)
 
@@ -51,6 +51,8 @@ def test_next_commands_finish_the_day() -> None:
     # a first step whose error names another command: that command, then the whole day
     down = "LedgerError: the embedded PostgreSQL (127.0.0.1:55432) is not running; run make db-up"
     assert console.next_commands("extract-postgres", DAY, down) == ["make db-up", "make pipeline DATE=2024-01-01"]
+    own = console.error_line(PublishError("x", [rerun("extract-postgres", DAY)]))  # its own rerun: the whole day
+    assert console.next_commands("extract-postgres", DAY, own) == ["make pipeline DATE=2024-01-01"]
 
 
 def test_summary_and_failure_block(capsys: pytest.CaptureFixture[str]) -> None:
