@@ -91,9 +91,10 @@ free_port=$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 host_env=(NWELT_DB=embedded NWELT_PG_HOME="$work/pg" NWELT_PG_PORT="$free_port" SOURCE_PG_PORT="$free_port"
           WAREHOUSE_PG_PORT="$free_port" SOURCE_PG_HOST=127.0.0.1 WAREHOUSE_PG_HOST=127.0.0.1 DATA_DIR="$work/data")
 env "${host_env[@]}" make --no-print-directory db-up >/dev/null
-# two days at a time, as a backfill runs them (xargs runs make itself: no shell sees the days)
-printf '%s\n' "$DAY" $CELERY_DAYS "$KILL_DAY" \
-  | env "${host_env[@]}" xargs -P 2 -I '{}' make --no-print-directory pipeline 'DATE={}' >"$work/outside.log" 2>&1 \
+# two days at a time, as a backfill runs them; each day once, a line as it is (xargs runs make
+# itself, no shell sees the days, and -d takes no quotes or backslashes as special)
+printf '%s\n' "$DAY" $CELERY_DAYS "$KILL_DAY" | sort -u \
+  | env "${host_env[@]}" xargs -d '\n' -P 2 -I '{}' make --no-print-directory pipeline 'DATE={}' >"$work/outside.log" 2>&1 \
   || { tail -n 30 "$work/outside.log" >&2; fail "make pipeline outside Compose (the last lines above)"; }
 env "${host_env[@]}" make --no-print-directory db-down >/dev/null
 unset host_env
