@@ -22,7 +22,8 @@ COMMAND = re.compile(r"^((?:[A-Z_]+=\S+\s+)*)(?:\.venv/bin/)?meltano\s+(.*)$")
 def documented_commands() -> list[tuple[str, dict[str, str], list[str]]]:
     """(where, environment assignments, meltano arguments) of every documented meltano line; a
     command shown in both documents runs once (`.venv/bin/meltano` and `meltano` are one command)."""
-    found: dict[str, tuple[str, dict[str, str], list[str]]] = {}
+    found: dict[str, tuple[dict[str, str], list[str]]] = {}  # the command as one line -> its parts
+    shown_in: dict[str, list[str]] = {}  # the command -> the documents showing it
     for doc in DOCS:
         fence: str | None = None  # the language of the code block we are in, if any
         for line in doc.read_text().splitlines():
@@ -33,12 +34,13 @@ def documented_commands() -> list[tuple[str, dict[str, str], list[str]]]:
                 continue
             match = COMMAND.match(line.split(" #")[0].strip())
             if match:
-                assignments = dict(a.split("=", 1) for a in shlex.split(match.group(1)))
-                key = f"{' '.join(f'{k}={v}' for k, v in assignments.items())} meltano {' '.join(shlex.split(match.group(2)))}"
-                shown_in = found[key][0].split(": ")[0].split(", ") if key in found else []
-                where = ", ".join(dict.fromkeys([*shown_in, doc.name]))
-                found[key] = (f"{where}: {key.strip()}", assignments, shlex.split(match.group(2)))
-    return list(found.values())
+                assignments, args = dict(a.split("=", 1) for a in shlex.split(match.group(1))), shlex.split(match.group(2))
+                key = " ".join([*(f"{k}={v}" for k, v in assignments.items()), "meltano", *args])
+                found.setdefault(key, (assignments, args))
+                docs = shown_in.setdefault(key, [])
+                if doc.name not in docs:
+                    docs.append(doc.name)
+    return [(f"{', '.join(shown_in[key])}: {key}", *parts) for key, parts in found.items()]
 
 
 COMMANDS = documented_commands()
