@@ -86,13 +86,20 @@ class Project:
         return {t: self.sql(f'select * from raw."{t}" where snapshot_date = %s order by 2, 3', (day,)) for t in tables}
 
 
+# The modules that generate or read the checkout's dbt docs site (transform/target): one worker.
+SHARED_WORKER = {"test_docs_site", "test_docs_port", "test_docs_commands"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit is end to end (`e2e`): `pytest -m "not e2e"` (make test-unit)
-    runs the quick tier alone, with no database."""
+    runs the quick tier alone, with no database. `make test` runs two workers (pytest-xdist,
+    --dist loadgroup): a module stays on one worker, with its DATA_DIR and warehouse database."""
     unit = ROOT / "tests" / "unit"
     for item in items:
         if unit not in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+        item.add_marker(pytest.mark.xdist_group("docs" if item.path.stem in SHARED_WORKER else str(item.path)))
 
 
 def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]
