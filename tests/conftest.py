@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from northwind_elt import settings as settings_mod
 from northwind_elt.database import EmbeddedPostgres
@@ -86,20 +87,27 @@ class Project:
         return {t: self.sql(f'select * from raw."{t}" where snapshot_date = %s order by 2, 3', (day,)) for t in tables}
 
 
-# The modules that generate or read the checkout's dbt docs site (transform/target): one worker.
-SHARED_WORKER = {"test_docs_site", "test_docs_port", "test_docs_commands"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit is end to end (`e2e`): `pytest -m "not e2e"` (make test-unit)
-    runs the quick tier alone, with no database. `make test` runs two workers (pytest-xdist,
-    --dist loadgroup): a module stays on one worker, with its DATA_DIR and warehouse database."""
+    runs the quick tier alone, with no database."""
     unit = ROOT / "tests" / "unit"
     for item in items:
         if unit not in item.path.parents:
             item.add_marker(pytest.mark.e2e)
-        item.add_marker(pytest.mark.xdist_group("docs" if item.path.stem in SHARED_WORKER else str(item.path)))
+
+
+class ModuleScheduling(LoadScopeScheduling):
+    """`make test` runs two pytest-xdist workers: a module's tests stay on one worker (its fixtures
+    build one DATA_DIR and one warehouse database), and the modules that generate or read the
+    checkout's dbt docs site (transform/target) share one."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return "docs site" if Path(module).stem in ("test_docs_site", "test_docs_port", "test_docs_commands") else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> ModuleScheduling:
+    return ModuleScheduling(config, log)
 
 
 def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]

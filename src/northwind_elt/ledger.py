@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from .errors import LedgerError
-from .settings import Settings
+from .settings import PgConn, Settings
 
 SCHEMA = """
 create schema if not exists ops;
@@ -67,12 +67,13 @@ class Run:
 _READY: set[str] = set()  # warehouses whose ops schema this process has seen
 
 
-def connect(settings: Settings, **options: str) -> psycopg.Connection[Any]:
-    """An autocommit connection to the warehouse, home of the ledger and the locks (the ops schema made on first use)."""
-    where = settings.warehouse.describe()
+def connect(settings: Settings, server: PgConn | None = None, **options: str) -> psycopg.Connection[Any]:
+    """An autocommit connection to the warehouse (or `server`), home of the ledger and the locks (the ops schema made on first use)."""
+    server = server or settings.warehouse
+    where = server.describe()
     extra = {"options": " ".join(f"-c {k}={v}" for k, v in options.items())} if options else {}
     try:
-        conn = psycopg.connect(settings.warehouse.conninfo(application_name="northwind-elt ops", **extra), autocommit=True)
+        conn = psycopg.connect(server.conninfo(application_name="northwind-elt ops", **extra), autocommit=True)
         if where not in _READY and conn.execute("select to_regclass('ops.runs')").fetchone() == (None,):
             with conn.transaction():  # one creator at a time: concurrent `create … if not exists` can collide
                 conn.execute("select pg_advisory_xact_lock(hashtext('northwind-elt ops schema'))")

@@ -65,16 +65,23 @@ def _acquire(
         time.sleep(0.2 if owner < 0 else 0)
 
 
-def take(conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date, say: Callable[[str], object], owner: int) -> None:
+def take(
+    conn: psycopg.Connection[Any], settings: Settings, step: str, day: dt.date, say: Callable[[str], object], owner: int
+) -> psycopg.Connection[Any]:
     """Take every lock of `step` for `day` in this session, in one fixed order (no deadlock), or
-    raise LockBusy. The plugin's state lock waits (a checkout's is named by host and folder)."""
+    raise LockBusy. The plugin's state lock waits. A checkout's is named by host and folder and
+    taken on the checkout's home warehouse (advisory locks are per database), in a second session
+    if the run writes elsewhere; returns the session holding it."""
     for resource, mode in sorted(get(step).locks().items()):
         _acquire(conn, f"{day} {resource}", mode, settings.lock_wait, f"{step} for {day}", say, owner)
-    state = get(step).plugin_state or ""
+    state, home = get(step).plugin_state or "", conn
     if state.startswith("checkout "):
         state = f"checkout {socket.gethostname()}:{settings.root} {state.split()[1]}"
+        if settings.checkout_home not in (None, settings.warehouse):
+            home = connect(settings, settings.checkout_home, idle_session_timeout="0")
     if state:
-        _acquire(conn, state, EXCLUSIVE, 3600, f"{step} for {day}", say, owner)
+        _acquire(home, state, EXCLUSIVE, 3600, f"{step} for {day}", say, owner)
+    return home
 
 
 @contextmanager
@@ -136,11 +143,11 @@ def _hold(settings: Settings, step: str, day: dt.date, owner: int, out: int) -> 
         for sig in (signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         conn = connect(settings, idle_session_timeout="0")  # idle for the whole step, by design
-        take(conn, settings, step, day, lambda line: say(f"say {line}"), owner)
+        home = take(conn, settings, step, day, lambda line: say(f"say {line}"), owner)
         pid, start = conn.execute("select pid, backend_start from pg_stat_activity where pid = pg_backend_pid()").fetchone()  # type: ignore[misc]
         say(f"held {pid} {start.isoformat()}")
         os.close(out)  # the open task has read all it needs
-        select.select([owner, conn.fileno()], [], [])  # the job ended, or the session did
+        select.select([owner, conn.fileno(), home.fileno()], [], [])  # the job ended, or a session did
     except LockBusy as exc:
         say(f"busy {exc.message}")
     except BaseException as exc:  # reported by the open task, in one line

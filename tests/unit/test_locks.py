@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from northwind_elt import locks
+from northwind_elt.database import EmbeddedPostgres
 from northwind_elt.errors import LedgerError, LockBusy
 from northwind_elt.ledger import Ledger, connect
 from northwind_elt.settings import Settings
@@ -146,3 +147,23 @@ def test_a_holder_waiting_for_its_plugin_lets_go_when_its_job_ends(env: Settings
         assert until(lambda: holders() == (0,))
     waiting.join(10)
     assert len(refused) == 1 and not waiting.is_alive()
+
+
+def test_runs_of_one_checkout_into_two_databases_take_turns_on_its_plugin(env: Settings, owner: subprocess.Popen[bytes]) -> None:
+    """`make bench` (its own warehouse database) beside `make pipeline`, from one checkout: the
+    checkout's tap-postgres lock is taken on the checkout's home warehouse, so the second waits
+    (advisory locks are per database: each in its own would not see the other's)."""
+    with EmbeddedPostgres(env).admin() as admin:
+        admin.execute("drop database if exists warehouse_other with (force)")
+        admin.execute("create database warehouse_other owner warehouse_loader")
+    home = dataclasses.replace(env, checkout_home=env.warehouse)
+    other = dataclasses.replace(home, warehouse=dataclasses.replace(env.warehouse, database="warehouse_other"))
+    first = locks.start_holder(home, "extract-postgres", DAY, owner.pid)
+    second: list[tuple[int, dt.datetime]] = []
+    waiting = threading.Thread(target=lambda: second.append(locks.start_holder(other, "extract-postgres", DAY, owner.pid)))
+    waiting.start()
+    time.sleep(2)
+    assert not second, "a run into another database took the checkout's tap while the first held it"
+    locks.release(home, first)
+    waiting.join(10)
+    assert second and held(other, second[0][0])
