@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import psycopg
@@ -70,15 +71,16 @@ def take(
 ) -> psycopg.Connection[Any]:
     """Take every lock of `step` for `day` in this session, in one fixed order (no deadlock), or
     raise LockBusy. The plugin's state lock waits. A checkout's is named by host and folder and
-    taken on the checkout's home warehouse (advisory locks are per database), in a second session
-    if the run writes elsewhere; returns the session holding it."""
+    taken in the database .env names (advisory locks are per database), in a second session if the
+    run writes to another; returns the session holding it."""
     for resource, mode in sorted(get(step).locks().items()):
         _acquire(conn, f"{day} {resource}", mode, settings.lock_wait, f"{step} for {day}", say, owner)
     state, home = get(step).plugin_state or "", conn
     if state.startswith("checkout "):
         state = f"checkout {socket.gethostname()}:{settings.root} {state.split()[1]}"
-        if settings.checkout_home not in (None, settings.warehouse):
-            home = connect(settings, settings.checkout_home, idle_session_timeout="0")
+        if settings.checkout_database not in ("", settings.warehouse.database):
+            with contextlib.suppress(LedgerError):  # not on this server: the lock stays where the run writes
+                home = connect(settings, replace(settings.warehouse, database=settings.checkout_database), idle_session_timeout="0")
     if state:
         _acquire(home, state, EXCLUSIVE, 3600, f"{step} for {day}", say, owner)
     return home

@@ -63,7 +63,7 @@ class Settings:
     source: PgConn
     warehouse: PgConn
     env: dict[str, str]
-    checkout_home: PgConn | None = None  # the warehouse as .env names it: home of the checkout's plugin locks (None: warehouse)
+    checkout_database: str = ""  # the warehouse database .env names: home of the checkout's plugin locks ("": warehouse's)
     lock_wait: float = 0.0  # seconds a step waits for a busy day (NWELT_LOCK_WAIT_SECONDS)
     heartbeat_seconds: float = 10.0  # a line at least this often while a step runs (NWELT_HEARTBEAT_SECONDS)
     backfill_days: int = 2  # days a backfill runs side by side (NWELT_BACKFILL_DAYS)
@@ -122,11 +122,11 @@ def _environment(root: Path) -> tuple[dict[str, str], dict[str, str]]:
 def load(root: Path = ROOT) -> Settings:
     dotenv, env = _environment(root)
 
-    def get(name: str, default: str = "", first: dict[str, str] = env) -> str:
-        return first.get(name) or env.get(name) or default
+    def get(name: str, default: str = "") -> str:
+        return env.get(name) or default
 
-    def number(name: str, default: float, low: float = 1, high: float = 65535, kind: type = int, first: dict[str, str] = env) -> float:
-        raw = get(name, str(default), first)
+    def number(name: str, default: float, low: float = 1, high: float = 65535, kind: type = int) -> float:
+        raw = get(name, str(default))
         try:
             value = kind(raw)
             if not low <= value <= high:
@@ -153,17 +153,16 @@ def load(root: Path = ROOT) -> Settings:
     default_host = "127.0.0.1" if db_mode == "embedded" else ""
     docs_port = int(number("DOCS_PORT", DEFAULT_DOCS_PORT))  # chosen: set in the environment, or in .env to another port than 8081
 
-    def conn(prefix: str, database: str, user: str, first: dict[str, str] = env) -> PgConn:
-        """A server connection from the settings; `first`: values that win over the environment's."""
-        host = get(f"{prefix}_PG_HOST", default_host, first)
+    def conn(prefix: str, database: str, user: str) -> PgConn:
+        host = get(f"{prefix}_PG_HOST", default_host)
         if not host:
             raise ConfigError(f"NWELT_DB=external needs {prefix}_PG_HOST (see .env.example)")
         return PgConn(
             host=host,
-            port=int(number(f"{prefix}_PG_PORT", number("NWELT_PG_PORT", DEFAULT_PG_PORT, first=first), first=first)),
-            database=get(f"{prefix}_PG_DATABASE", database, first),
-            user=get(f"{prefix}_PG_USER", user, first),
-            password=get(f"{prefix}_PG_PASSWORD", "", first),
+            port=int(number(f"{prefix}_PG_PORT", pg_port)),
+            database=get(f"{prefix}_PG_DATABASE", database),
+            user=get(f"{prefix}_PG_USER", user),
+            password=get(f"{prefix}_PG_PASSWORD"),
         )
 
     return Settings(
@@ -176,8 +175,7 @@ def load(root: Path = ROOT) -> Settings:
         pg_home=folder("NWELT_PG_HOME", ".pg"),
         source=conn("SOURCE", "northwind", "northwind_reader"),
         warehouse=conn("WAREHOUSE", "warehouse", "warehouse_loader"),
-        # a checkout's plugin locks, whatever server or database a run writes to (make bench, tests)
-        checkout_home=conn("WAREHOUSE", "warehouse", "warehouse_loader", first=dotenv),
+        checkout_database=dotenv.get("WAREHOUSE_PG_DATABASE") or "warehouse",
         env={k: v for k, v in env.items() if k.isupper()},
         lock_wait=number("NWELT_LOCK_WAIT_SECONDS", 0, 0, 86400, float),
         heartbeat_seconds=number("NWELT_HEARTBEAT_SECONDS", 10, 0.1, 3600, float),

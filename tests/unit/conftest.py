@@ -23,7 +23,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     port = settings_mod.free_port(56432)
     wh = PgConn("127.0.0.1", port, "warehouse", "warehouse_loader", secrets.token_urlsafe(12))
     base = settings_mod.load()
-    settings = dataclasses.replace(base, db_mode="embedded", pg_home=home / "pg", pg_port=port, warehouse=wh, source=wh, checkout_home=None)
+    settings = dataclasses.replace(
+        base, db_mode="embedded", pg_home=home / "pg", pg_port=port, warehouse=wh, source=wh, checkout_database=""
+    )
     db = EmbeddedPostgres(settings)
     db.init()
     db.start()

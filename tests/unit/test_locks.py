@@ -156,7 +156,7 @@ def test_runs_of_one_checkout_into_two_databases_take_turns_on_its_plugin(env: S
     with EmbeddedPostgres(env).admin() as admin:
         admin.execute("drop database if exists warehouse_other with (force)")
         admin.execute("create database warehouse_other owner warehouse_loader")
-    home = dataclasses.replace(env, checkout_home=env.warehouse)
+    home = dataclasses.replace(env, checkout_database=env.warehouse.database)
     other = dataclasses.replace(home, warehouse=dataclasses.replace(env.warehouse, database="warehouse_other"))
     first = locks.start_holder(home, "extract-postgres", DAY, owner.pid)
     second: list[tuple[int, dt.datetime]] = []
