@@ -171,7 +171,7 @@ def new_project(tmp_path_factory: pytest.TempPathFactory, name: str, source_data
         for database in (warehouse, source_database):
             if database:
                 conn.execute(f'drop database if exists "{database}" with (force)')
-    db.provision(sync_passwords=False)  # creates (and seeds) the databases of this project
+    db.up(sync_passwords=False)  # creates (and seeds) the databases of this project, one provisioner at a time
     return project
 
 
