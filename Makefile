@@ -83,8 +83,8 @@ backfill: setup ## run the pipeline for every day from START to END
 docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 8081)
 	@$(NWELT) docs
 
-test: setup airflow-setup ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow) on TEST_WORKERS workers (default 2)
-	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS" $(BIN)/python -m pytest -n "$${TEST_WORKERS:-2}"
+test: setup airflow-setup ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
+	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS" $(BIN)/python -m pytest
 
 test-unit: setup airflow-setup ## the quick tier: unit tests (a throwaway PostgreSQL of their own, the DAG's import; under a minute)
 	PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS" $(BIN)/python -m pytest -m "not e2e"

@@ -17,7 +17,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from xdist.scheduler import LoadScopeScheduling
 
 from northwind_elt import settings as settings_mod
 from northwind_elt.database import EmbeddedPostgres
@@ -94,20 +93,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if unit not in item.path.parents:
             item.add_marker(pytest.mark.e2e)
-
-
-class ModuleScheduling(LoadScopeScheduling):
-    """`make test` runs two pytest-xdist workers: a module's tests stay on one worker (its fixtures
-    build one DATA_DIR and one warehouse database), and the modules that generate or read the
-    checkout's dbt docs site (transform/target) share one."""
-
-    def _split_scope(self, nodeid: str) -> str:
-        module = nodeid.split("::", 1)[0]
-        return "docs site" if Path(module).stem in ("test_docs_site", "test_docs_port", "test_docs_commands") else module
-
-
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> ModuleScheduling:
-    return ModuleScheduling(config, log)
 
 
 def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]

@@ -177,7 +177,7 @@ def _tmpfs(path: Path, size_kib: int, readonly: bool = False) -> Iterator[Path]:
 
 
 def test_disk_full_during_step1(project: Project, clean: dict[str, object]) -> None:
-    with _tmpfs(project.data_dir / "postgres", 64):  # where the day is published (not the checkout's staging: other modules share it)
+    with _tmpfs(project.settings.staging_root, 64):  # where target-jsonl writes
         result = project.make("extract-postgres", f"DATE={DAY}")
     assert result.returncode != 0
     assert "No space left on device" in result.stderr
@@ -186,7 +186,7 @@ def test_disk_full_during_step1(project: Project, clean: dict[str, object]) -> N
 
 
 def test_readonly_data_folder_during_step1(project: Project, clean: dict[str, object]) -> None:
-    with _tmpfs(project.data_dir / "csv", 1024, readonly=True):
+    with _tmpfs(project.settings.staging_root, 1024, readonly=True):
         result = project.make("extract-csv", f"DATE={DAY}")
     assert result.returncode != 0
     assert "Read-only file system" in result.stderr

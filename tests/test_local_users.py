@@ -86,21 +86,18 @@ def test_db_up_migrates_a_trust_cluster(project: Project) -> None:
     settings = project.settings
     db = EmbeddedPostgres(settings)
     hba = db.data / "pg_hba.conf"
-
-    def open_the_old_hole() -> None:
-        hba.write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
-        for path in (db.home, db.socket_dir, *db.socket_dir.glob(".s.PGSQL.*[0-9]")):  # as they were
-            path.chmod(0o777 if path.is_socket() else 0o755)
-        with db.admin() as conn:
-            conn.execute("select pg_reload_conf()")
-
+    old = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+    hba.write_text(old)
+    for path in (db.home, db.socket_dir, *db.socket_dir.glob(".s.PGSQL.*[0-9]")):  # as they were
+        path.chmod(0o777 if path.is_socket() else 0o755)
+    with db.admin() as conn:
+        conn.execute("select pg_reload_conf()")
     deadline = time.monotonic() + 60  # the server applies the reload when it gets to it
     while (
         "connected as postgres" not in (opened := psql_as_other(str(db.socket_dir), settings.pg_port, "postgres", "postgres", None)).stdout
     ):
         if time.monotonic() > deadline:
             break
-        open_the_old_hole()  # again: a step of the other test worker closes it as it starts the server
         time.sleep(0.2)
     assert "connected as postgres" in opened.stdout, "the test could not recreate the old hole"
     project.make("db-up", check=True)

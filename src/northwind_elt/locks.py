@@ -79,8 +79,12 @@ def take(
     if state.startswith("checkout "):
         state = f"checkout {socket.gethostname()}:{settings.root} {state.split()[1]}"
         if settings.checkout_database not in ("", settings.warehouse.database):
-            with contextlib.suppress(LedgerError):  # not on this server: the lock stays where the run writes
+            try:
                 home = connect(settings, replace(settings.warehouse, database=settings.checkout_database), idle_session_timeout="0")
+            except LedgerError:  # not on this run's server: the lock stays where the run writes, said once
+                say(
+                    f"  note: {settings.checkout_database} is not reachable here: the checkout's lock is taken in {settings.warehouse.database}"
+                )
     if state:
         _acquire(home, state, EXCLUSIVE, 3600, f"{step} for {day}", say, owner)
     return home
@@ -123,7 +127,8 @@ def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) ->
 
 
 def release(settings: Settings, holder: tuple[int, dt.datetime]) -> None:
-    """End the holder's session (that very one: pid and start); its locks are free when this returns."""
+    """End the holder's session (that very one: pid and start); its locks are free when this returns,
+    a checkout's lock in a second session (`take`) a moment later, as the holder exits."""
     try:
         with connect(settings) as conn:
             conn.execute("select pg_terminate_backend(pid, 10000) from pg_stat_activity where pid = %s and backend_start = %s", holder)
