@@ -97,7 +97,7 @@ def test_meltano_run_with_only_run_date_and_a_relative_data_dir(project: Project
     """`RUN_DATE=D meltano run extract-csv` reads the project's CSV by default, and with
     DATA_DIR=<relative> `meltano run load` (here from a subfolder) finds the landed day."""
     day = "2024-01-05"
-    relative = Path(f".test-data-{os.getpid()}")
+    relative = Path("data") / f".test-data-{os.getpid()}"  # git-ignored: no other module's file listing sees it
     shutil.rmtree(ROOT / relative, ignore_errors=True)
     env = {"DATA_DIR": str(relative), "WAREHOUSE_PG_DATABASE": project.env["WAREHOUSE_PG_DATABASE"]}
     try:

@@ -8,7 +8,7 @@ import subprocess
 import psycopg
 import pytest
 
-from conftest import D1, ROOT, Project
+from conftest import D1, ROOT, Project, new_project
 
 # Every way a role with CONNECT + USAGE + SELECT could write in PostgreSQL 18. Each must fail
 # for the extract role, with `default_transaction_read_only` and `transaction_read_only` off.
@@ -67,6 +67,12 @@ READER_WRITES = [
     "select pg_notify('nwelt', 'x')",
     "alter role current_user createdb",
 ]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, database: None) -> Project:
+    """A private copy of the source: a write these tests let through reaches no other module's."""
+    return new_project(tmp_path_factory, "security", source_database="northwind_test_security")
 
 
 def _read_write_connection(source) -> psycopg.Connection:  # type: ignore[no-untyped-def]

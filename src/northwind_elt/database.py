@@ -249,15 +249,17 @@ class EmbeddedPostgres:
                     continue
                 verb = "alter" if exists else "create"
                 db.execute(sql.SQL(verb + " role {} login password {}").format(sql.Identifier(role), sql.Literal(password)))
-            # a role may change its own settings (PostgreSQL allows it): undo any such change
-            for (name,) in db.execute(
-                "select d.datname from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase"
-                " join pg_roles r on r.oid = s.setrole where r.rolname = %s",
-                (src.user,),
-            ).fetchall():
-                db.execute(sql.SQL("alter role {} in database {} reset all").format(reader, sql.Identifier(name)))
-            db.execute(sql.SQL("alter role {} reset all").format(reader))
-            db.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(reader))
+            # a role may change its own settings (PostgreSQL allows it): undo any such change, in one
+            # transaction, so that no session of the role starts read-write in between
+            with db.transaction():
+                for (name,) in db.execute(
+                    "select d.datname from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase"
+                    " join pg_roles r on r.oid = s.setrole where r.rolname = %s",
+                    (src.user,),
+                ).fetchall():
+                    db.execute(sql.SQL("alter role {} in database {} reset all").format(reader, sql.Identifier(name)))
+                db.execute(sql.SQL("alter role {} reset all").format(reader))
+                db.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(reader))
             for name, owner in ((src.database, SUPERUSER), (wh.database, wh.user)):
                 if not db.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
                     db.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(owner)))

@@ -83,7 +83,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
                 if _stopping.is_set():  # stop_all ran while this job was starting
                     process.kill()
             try:
-                code = _follow(settings, process, log, step, quiet)
+                code = _follow(settings, process, log, step, token, quiet)
             finally:
                 with _children_lock:
                     _children.discard(process)
@@ -117,7 +117,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
     return StepResult(step, day, False, run.seconds if run else None, cause=cause, log_path=log_path)  # the ledger's seconds
 
 
-def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, step: str, quiet: bool) -> int:
+def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, step: str, token: str, quiet: bool) -> int:
     """Copy the job's output into its log and, unless `quiet`, show its progress; its exit code."""
     assert process.stdout is not None
     secrets = [s for s in (settings.source.password, settings.warehouse.password) if s]
@@ -129,7 +129,13 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
         source = source_of(step) if step.startswith("extract-") else None
         while not done.wait(1):
             if time.monotonic() - last >= settings.heartbeat_seconds:
-                rows = Landing(settings.data_dir, settings.staging_root).staged_rows(source) if source else None
+                # rows staged so far once the job's run has begun: until it holds its tap's lock, the
+                # staging folder is another run's of this checkout
+                rows = (
+                    Landing(settings.data_dir, settings.staging_root).staged_rows(source)
+                    if source and _begun(settings, step, token)
+                    else None
+                )
                 so_far = f", {rows} rows so far" if rows is not None else ""
                 console.progress(step, f"running for {time.monotonic() - started:.0f} s{so_far}")
                 last = time.monotonic()
@@ -147,6 +153,13 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
         return process.wait()
     finally:
         done.set()
+
+
+def _begun(settings: Settings, step: str, token: str) -> bool:
+    try:
+        return Ledger(settings).of_job(step, token) is not None
+    except LedgerError:
+        return False
 
 
 def _short(line: str) -> str | None:
