@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -192,8 +193,15 @@ class EmbeddedPostgres:
 
     def start(self, announce: bool = False) -> None:
         """Start the server if it is not running; `announce`: say so (a command that needed it)."""
-        if self.status().running:
-            return
+        if not self.status().running:
+            self._start(announce)
+        deadline = time.monotonic() + 60  # started a moment ago by another command or a backfill's day: ready?
+        while self._run("pg_isready", f"--host={self.socket_dir}", f"--port={self.port}").returncode in (1, 2):  # starting
+            if time.monotonic() > deadline:
+                break  # the first connection says why
+            time.sleep(0.1)
+
+    def _start(self, announce: bool) -> None:
         if os.geteuid() == 0:
             self.log.touch(mode=0o600)
             self._chown(self.log)
