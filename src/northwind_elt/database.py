@@ -195,7 +195,7 @@ class EmbeddedPostgres:
         """Start the server if it is not running; `announce`: say so (a command that needed it)."""
         if not self.status().running:
             self._start(announce)
-        deadline = time.monotonic() + 60  # started a moment ago by another command or a backfill's day: ready?
+        deadline = time.monotonic() + 60  # launched a moment ago by another command: ready?
         while self._run("pg_isready", f"--host={self.socket_dir}", f"--port={self.port}").returncode in (1, 2):  # starting
             if time.monotonic() > deadline:
                 break  # the first connection says why

@@ -10,7 +10,7 @@ from northwind_elt.settings import Settings
 
 
 def test_a_start_that_finds_the_server_starting_waits_until_it_accepts_connections(server: Settings) -> None:
-    """Two commands (two `make` runs, two days of a backfill) find the server stopped: the second
+    """Two commands (two `make` runs at once) find the server stopped: the second
     finds it starting, by the first, and connects once it accepts connections (a traceback before)."""
     db = EmbeddedPostgres(server)
     try:
