@@ -83,14 +83,14 @@ backfill: setup ## run the pipeline for every day from START to END
 docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 8081)
 	@$(NWELT) docs
 
-# `make test` runs the end-to-end modules TEST_WORKERS at a time (pytest-xdist, a module's tests on
-# one worker), then the `serial` modules (tests/conftest.py SERIAL) and the unit tier alone. A part
-# that selects no test exits 5: that fails the run only if the other part selected none either;
-# Ctrl-C (pytest's 2) in the first part skips the second.
-TEST_WORKERS ?= 2
+# `make test` runs the end-to-end modules TEST_WORKERS at a time (default 2; 0: in this process;
+# pytest-xdist, a module's tests on one worker), then the `serial` tests (tests/conftest.py SERIAL)
+# and the unit tier, alone. A part that selects no test exits 5: that fails the run only if the
+# other part selected none either. Ctrl-C, -x or --maxfail (pytest's 2) in the first part skip the second.
 test: setup airflow-setup db-up ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
-	@export PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS"; a=0; b=0; set -x; \
-	$(BIN)/python -m pytest -n "$(TEST_WORKERS)" --dist loadfile -m "e2e and not serial" || a=$$?; \
+	@case "$${TEST_WORKERS:-2}" in *[!0-9]*|"") echo "TEST_WORKERS=$$TEST_WORKERS is not a number of test workers (0: none)" >&2; exit 2;; esac; \
+	export PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS"; a=0; b=0; set -x; \
+	$(BIN)/python -m pytest -n "$${TEST_WORKERS:-2}" --dist loadfile -m "e2e and not serial" || a=$$?; \
 	[ $$a = 2 ] || $(BIN)/python -m pytest -m "serial or not e2e" || b=$$?; { set +x; } 2>/dev/null; \
 	case "$$a $$b" in "0 0"|"0 5"|"5 0") ;; *) echo "make test: FAILED (exit $$a of the parallel part, $$b of the serial part; 5: no test selected)" >&2; exit 1;; esac
 

@@ -96,13 +96,17 @@ SERIAL = {
     "tests/test_local_users.py": "opens the server's pg_hba.conf to trust; lists .meltano while runs change it",
     "tests/test_environments.py": "runs on a second cluster, where the checkout's tap lock is another than the first's",
     "tests/test_docs_site.py": "serves transform/target, which every dbt build rewrites",
-    "tests/test_docs_port.py": "serves transform/target, which every dbt build rewrites",
+    "tests/test_docs_port.py": "serves transform/target, which every dbt build rewrites; binds 8081",
 }
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit is end to end (`e2e`): `pytest -m "not e2e"` (make test-unit)
     runs the quick tier alone, with no database. The modules of SERIAL are also `serial`."""
+    for key in SERIAL:  # a key naming no test would leave that test running beside the others
+        path, _, name = key.partition("::")
+        if not (ROOT / path).is_file() or (name and f"def {name}(" not in (ROOT / path).read_text()):
+            raise pytest.UsageError(f"SERIAL in tests/conftest.py names {key}, which is not a test: correct it")
     unit = ROOT / "tests" / "unit"
     for item in items:
         if unit not in item.path.parents:

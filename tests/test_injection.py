@@ -33,6 +33,7 @@ CASES = {
     "END": ("backfill", [f"START={D1}"], D2),
     "DAYS": ("status", [], "1"),
     "SCALE": ("bench", [], "1"),
+    "TEST_WORKERS": ("test", [], "2"),  # refused before any test runs
 }
 
 

@@ -167,7 +167,7 @@ def test_two_pipelines_for_one_day_never_interleave(project: Project) -> None:
 def test_a_long_step_says_how_far_it_is(project: Project) -> None:
     """At least every NWELT_HEARTBEAT_SECONDS (10 s by default; shortened here) a running step
     prints a line, with the rows landed so far for an extract."""
-    result = project.make("extract-postgres", "DATE=2024-02-07", env={"NWELT_HEARTBEAT_SECONDS": "1"}, check=True)
+    result = project.make("extract-postgres", "DATE=2024-02-07", env={"NWELT_HEARTBEAT_SECONDS": "0.2"}, check=True)
     beats = re.findall(r"^  \[extract-postgres\] running for \d+ s, (\d+) rows so far$", result.stdout, re.M)
     [(rows,)] = project.sql("select rows from ops.runs where day = '2024-02-07' and step = 'extract-postgres'")
     assert beats and all(int(beat) <= sum(rows.values()) for beat in beats), (result.stdout, rows)  # this run's rows

@@ -126,22 +126,20 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
 
     def heartbeat() -> None:
         nonlocal last
-        source = source_of(step) if step.startswith("extract-") else None
-        while not done.wait(1):
+        source, begun = source_of(step) if step.startswith("extract-") else None, False
+        while not done.wait(min(1.0, settings.heartbeat_seconds)):
             if time.monotonic() - last >= settings.heartbeat_seconds:
                 # rows staged so far once the job's run has begun: until it holds its tap's lock, the
                 # staging folder is another run's of this checkout
-                rows = (
-                    Landing(settings.data_dir, settings.staging_root).staged_rows(source)
-                    if source and _begun(settings, step, token)
-                    else None
-                )
+                begun = begun or bool(source and _begun(settings, step, token))
+                rows = Landing(settings.data_dir, settings.staging_root).staged_rows(source) if source and begun else None
                 so_far = f", {rows} rows so far" if rows is not None else ""
                 console.progress(step, f"running for {time.monotonic() - started:.0f} s{so_far}")
                 last = time.monotonic()
 
+    beats = threading.Thread(target=heartbeat, daemon=True)
     if not quiet:
-        threading.Thread(target=heartbeat, daemon=True).start()
+        beats.start()
     try:
         for line in process.stdout:
             for secret in secrets:
@@ -153,6 +151,8 @@ def _follow(settings: Settings, process: subprocess.Popen[str], log: TextIO, ste
         return process.wait()
     finally:
         done.set()
+        if beats.is_alive():  # no line after the step's end
+            beats.join()
 
 
 def _begun(settings: Settings, step: str, token: str) -> bool:

@@ -1,0 +1,37 @@
+"""The runner's heartbeat: a line at least every NWELT_HEARTBEAT_SECONDS while a step's job runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import os
+import subprocess
+
+import pytest
+
+from northwind_elt import runner
+from northwind_elt.landing import SOURCES, Landing
+from northwind_elt.ledger import Ledger
+from northwind_elt.settings import Settings
+
+
+def _beats(settings: Settings, token: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The heartbeat lines of an extract-csv job that runs for 1.5 s (a stand-in that prints nothing)."""
+    job = subprocess.Popen(["sleep", "1.5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert runner._follow(settings, job, io.StringIO(), "extract-csv", token, quiet=False) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if "running for" in line]
+
+
+def test_an_extract_counts_its_staged_rows_only_once_its_run_has_begun(warehouse: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """Until its open task holds the tap's lock (its ledger row), the checkout's staging folder holds
+    another run's rows: the heartbeat says the job runs, without a count."""
+    settings = dataclasses.replace(warehouse, heartbeat_seconds=0.1)
+    staging = Landing(settings.data_dir, settings.staging_root).staging_dir(SOURCES["csv"])
+    staging.mkdir(parents=True)
+    (staging / "order_details.jsonl").write_text("{}\n" * 3)  # another run's
+    waiting = _beats(settings, "token-1", capsys)
+    assert waiting and not any("rows so far" in line for line in waiting), waiting
+    Ledger(settings).begin(dt.date(2024, 1, 1), "extract-csv", os.getpid(), None, "token-1")
+    begun = _beats(settings, "token-1", capsys)
+    assert begun and all(line.endswith(", 3 rows so far") for line in begun), begun
