@@ -87,6 +87,7 @@ docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 808
 # pytest-xdist, a module's tests on one worker), then the `serial` tests (tests/conftest.py SERIAL)
 # and the unit tier, alone. A part that selects no test exits 5: that fails the run only if the
 # other part selected none either. Ctrl-C, -x or --maxfail (pytest's 2) in the first part skip the second.
+# PYTEST_ARGS goes to both parts: choose tests by path or -k there, not by -m or -n.
 test: setup airflow-setup db-up ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
 	@case "$${TEST_WORKERS:-2}" in *[!0-9]*|"") echo "TEST_WORKERS=$$TEST_WORKERS is not a number of test workers (0: none)" >&2; exit 2;; esac; \
 	export PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS"; a=0; b=0; set -x; \

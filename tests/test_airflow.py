@@ -207,13 +207,15 @@ def test_failed_extract_stops_the_day_before_load(project: Project, tmp_path: Pa
 
 
 def test_make_airflow_on_another_port_runs_a_past_day(project: Project, tmp_path: Path) -> None:
-    """`AIRFLOW__API__PORT=56580 make airflow`, then a DAG run for a past day before 2024: the
+    """`AIRFLOW__API__PORT=<a free port> make airflow`, then a DAG run for a past day before 2024: the
     workers reach the execution API on the moved port, every task succeeds with the step's own
     summary in its log, and the day's export has every row."""
     import socket
     import time
 
-    port, day = 56580, "2019-09-01"
+    with socket.socket() as probe:  # a free port (a fixed one may be a client's ephemeral port just then)
+        probe.bind(("127.0.0.1", 0))
+        port, day = probe.getsockname()[1], "2019-09-01"
     env = airflow_env(tmp_path / "airflow", **project.env, NWELT_EXTRACT_RETRIES="0", AIRFLOW__API__PORT=str(port))
     env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"  # the triggered run only: unpausing would also run the latest day
     env.pop("AIRFLOW__CORE__DAGS_FOLDER")  # the Makefile sets it
