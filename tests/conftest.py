@@ -102,7 +102,7 @@ SERIAL = {
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit is end to end (`e2e`): `pytest -m "not e2e"` (make test-unit)
-    runs the quick tier alone, with no database. The modules of SERIAL are also `serial`."""
+    runs the quick tier alone, with no database. The tests SERIAL names are also `serial`."""
     for key in SERIAL:  # a key naming no test would leave that test running beside the others
         path, _, name = key.partition("::")
         if not (ROOT / path).is_file() or (name and f"def {name}(" not in (ROOT / path).read_text()):
@@ -168,7 +168,7 @@ def new_project(tmp_path_factory: pytest.TempPathFactory, name: str, source_data
     data_dir = tmp_path_factory.mktemp(f"data-{name}")
     warehouse = f"warehouse_test_{name}"
     # the suffix: Meltano refuses a plain `meltano run` of a block another module's run has in its
-    # own records as running (without --force); each module's names its blocks apart
+    # own records as running (without --force): each module's runs name their blocks apart
     env = {"DATA_DIR": str(data_dir), "WAREHOUSE_PG_DATABASE": warehouse, "MELTANO_RUN_STATE_ID_SUFFIX": name}
     if source_database:
         env["SOURCE_PG_DATABASE"] = source_database
