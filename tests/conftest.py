@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -113,6 +114,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if item.nodeid.startswith(tuple(SERIAL)):
             item.add_marker(pytest.mark.serial)
+
+
+def free_port() -> int:
+    """A port nothing listens on at 127.0.0.1 now, chosen by the kernel (a fixed one may be some
+    client's ephemeral port just then)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for(condition, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import D2, Project
+from conftest import D2, Project, free_port
 from northwind_elt import settings as settings_mod
 from northwind_elt.landing import load_schema_name
 
@@ -213,9 +213,7 @@ def test_make_airflow_on_another_port_runs_a_past_day(project: Project, tmp_path
     import socket
     import time
 
-    with socket.socket() as probe:  # a free port (a fixed one may be a client's ephemeral port just then)
-        probe.bind(("127.0.0.1", 0))
-        port, day = probe.getsockname()[1], "2019-09-01"
+    port, day = free_port(), "2019-09-01"
     env = airflow_env(tmp_path / "airflow", **project.env, NWELT_EXTRACT_RETRIES="0", AIRFLOW__API__PORT=str(port))
     env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"  # the triggered run only: unpausing would also run the latest day
     env.pop("AIRFLOW__CORE__DAGS_FOLDER")  # the Makefile sets it

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from conftest import free_port
 from northwind_elt import settings as settings_mod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,12 +137,6 @@ def test_mounted_files_and_build_targets_exist() -> None:
                 assert list(ROOT.glob(source)), f"Dockerfile copies {source}: nothing matches (run make setup)"
                 continue
             assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()

@@ -7,30 +7,23 @@ must use it, and leave the dev server's databases alone.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from conftest import ROOT, Project
+from conftest import ROOT, Project, free_port
 from northwind_elt.database import EmbeddedPostgres
 
 MELTANO = str(ROOT / ".venv" / "bin" / "meltano")
 WAREHOUSE = "warehouse_prod_standin"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def external(tmp_path_factory: pytest.TempPathFactory, database: None) -> Iterator[tuple[Project, int]]:
     """Servers that are not the dev one: a second cluster, seeded, with the roles, on its own port."""
-    port = _free_port()
+    port = free_port()
     home = tmp_path_factory.mktemp("external-pg")
     data_dir = tmp_path_factory.mktemp("data-prod")
     server = Project(
