@@ -188,11 +188,11 @@ def test_duplicate_key_is_refused_at_extract_and_keeps_the_good_day(loaded: Proj
     assert loaded.day_files(D1, "csv") == before
 
 
-def test_a_consistent_edit_of_a_landed_day_is_refused_and_reconciliation_catches_a_forged_ledger(loaded: Project) -> None:
+def test_a_consistent_edit_of_a_landed_day_is_refused_and_the_raw_key_catches_a_forged_ledger(loaded: Project) -> None:
     """Files edited with every checksum rewritten to match (records, _manifest.json, _SUCCESS, the
     task marker) pass the file checks, but the run ledger never saw step 1 publish them: refused.
-    With the ledger forged too, the rows collapse on load (a duplicated key): the warehouse
-    receives fewer rows than the marker records, and nothing is committed."""
+    With the ledger forged too, the raw table's primary key refuses the duplicated key, and
+    nothing is committed."""
     day = "2024-01-04"
     for step in ("extract-postgres", "extract-csv"):
         loaded.make(step, f"DATE={day}", check=True)
@@ -217,7 +217,8 @@ def test_a_consistent_edit_of_a_landed_day_is_refused_and_reconciliation_catches
     loaded.sql("update ops.runs set landing = %s where day = %s and step = 'extract-postgres' and outcome = 'succeeded'", (forged, day))
     result = loaded.make("load", f"DATE={day}")
     assert result.returncode != 0
-    assert f"reconciliation failed for orders on {day}: the warehouse received 830 rows, extract-postgres recorded 831" in result.stderr
+    assert f"the landed orders of {day} holds a key twice (Key (snapshot_date, order_id)=({day}, " in result.stderr
+    assert f"make extract-postgres DATE={day}" in result.stderr
     assert _loads(loaded, day) == {}
 
 

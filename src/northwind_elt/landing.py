@@ -19,17 +19,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import heapq
+import itertools
 import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from . import faults
 from .atomic import atomic_path, replace_dir, write_json
@@ -324,21 +327,49 @@ def _count_and_hash(path: Path, copy: Path | None = None) -> tuple[int, str]:
     return rows, digest.hexdigest()
 
 
-_JSON = json.JSONDecoder(parse_float=Decimal)  # one decoder: json.loads(..., parse_float=) builds one per call
+def _key_reader(keys: list[str]) -> Callable[[bytes], tuple[Any, ...]]:
+    """The values of `keys` in a JSON line (a missing one as null, a number with a point as Decimal).
+    Only those fields are decoded, unless a name holds a character msgspec cannot match by."""
+    names = {f"k{i}": name for i, name in enumerate(keys)}
+    try:
+        struct = msgspec.defstruct("Key", [(n, Any, None) for n in names], rename=names)
+    except ValueError:  # a double quote, a backslash or a control character in a name
+        whole = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal).decode
+        return lambda line: tuple(map(whole(line).get, keys))
+    decode = msgspec.json.Decoder(struct, float_hook=Decimal).decode
+    return lambda line: msgspec.structs.astuple(decode(line))
+
+
+class _Null:
+    """A null key value: after every other value, and equal only to itself."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __gt__(self, other: object) -> bool:
+        return other is not self
+
+    def __str__(self) -> str:
+        return "null"
+
+
+NULL = _Null()
 
 
 def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path) -> Iterator[tuple[Any, bytes]]:
     """Sort lines with bounded memory (runs of SORT_CHUNK_ROWS, spilled and merged), yielding (key
-    values, line): by key (typed, nulls last), then by the whole line, a total order. Each line is
-    parsed once (and once more if its run was spilled)."""
+    values, line): by key (typed, nulls last), then by the whole line, a total order. Each line's
+    key is read once (and once more if its run was spilled)."""
+    read = _key_reader(keys)
 
     def key(line: bytes) -> tuple[Any, bytes]:
         if not keys:
             return ((), line)
-        record = _JSON.decode(line.decode())
-        return tuple((value is None, 0 if value is None else value) for value in map(record.get, keys)), line
+        values = read(line)
+        return (values if None not in values else tuple(NULL if value is None else value for value in values)), line
 
     runs: list[Path] = []
+    edges: list[tuple[Any, Any]] = []  # the first and the last item of each sorted run
     chunk: list[tuple[Any, bytes]] = []
     for line in lines:
         chunk.append(key(line))
@@ -347,14 +378,19 @@ def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path) -> Iter
             run = Path(tempfile.mkstemp(dir=scratch, suffix=".run")[1])
             run.write_bytes(b"".join(line for _, line in chunk))
             runs.append(run)
+            edges.append((chunk[0], chunk[-1]))
             chunk = []
     chunk.sort()
     if not runs:
         yield from chunk
         return
+    edges += [(chunk[0], chunk[-1])] if chunk else []
     handles = [run.open("rb") for run in runs]
     try:
-        yield from heapq.merge(*(map(key, handle) for handle in handles), iter(chunk))
+        parts = [*(map(key, handle) for handle in handles), iter(chunk)]
+        # runs that do not overlap (a file that came in key order) follow each other: no merge
+        in_order = all(before[1] < after[0] for before, after in itertools.pairwise(edges))
+        yield from itertools.chain(*parts) if in_order else heapq.merge(*parts)
     finally:
         for handle in handles:
             handle.close()
@@ -379,7 +415,7 @@ def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path, wh
         for current, line in _sorted_runs(lines(), keys, scratch):
             if keys:
                 if current == previous:
-                    shown = ", ".join(f"{k}={v[1]}" for k, v in zip(keys, current, strict=True))
+                    shown = ", ".join(f"{k}={v}" for k, v in zip(keys, current, strict=True))
                     raise PublishError(
                         f"{what}: duplicate key ({shown}); a day must hold each key once "
                         "(policy: the day is rejected, nothing is published): fix the source and rerun"
@@ -420,7 +456,7 @@ def load_stream_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 # target-postgres 0.8.1 quotes COPY's column names without doubling a double quote inside one (a
 # column `Author's "Nick"` is a syntax error), so such a column travels under a stand-in name
-# (tap-landing renames it in the schema, the key properties and every record) and
+# (tap-landing renames it in the schema and every record) and
 # `warehouse.commit` writes it into raw under its own name.
 def load_column_name(name: str) -> str:
     """The column's name in the day's load schema: its own, unless it holds a double quote."""

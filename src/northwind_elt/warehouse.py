@@ -96,7 +96,13 @@ def commit(settings: Settings, day: dt.date, landed: str | None) -> dict[str, in
             staged = {c.name: Column(raw_names.get(c.name, c.name), "numeric" if c.name in numeric else c.type) for c in loaded}
             for change in _ensure_raw_table(conn, table, list(staged.values()), stored["key_properties"], day):
                 print(change)
-            _replace_day(conn, table, staged, load, day)
+            try:  # the load table has no key (tap-landing): raw's primary key refuses a key landed twice
+                _replace_day(conn, table, staged, load, day)
+            except psycopg.errors.UniqueViolation as exc:
+                raise LoadError(
+                    f"the landed {table} of {day} holds a key twice ({exc.diag.message_detail}); nothing was committed",
+                    [source.rerun(day), rerun("load", day)],
+                ) from None
             _record_load(conn, table, day, rows, landed)
             counts[table] = rows
             faults.point("commit-load", day)  # mid-transaction: some tables replaced, not committed
@@ -128,7 +134,7 @@ def _reconcile(conn: psycopg.Connection, load: str, table: str, info: dict[str, 
     if rows != info["rows"]:
         raise LoadError(
             f"reconciliation failed for {table} on {day}: the warehouse received {rows} rows, "
-            f"{source.step} recorded {info['rows']} (duplicate keys in the file?); nothing was committed; "
+            f"{source.step} recorded {info['rows']}; nothing was committed; "
             f"check {info['dir']}",
             [source.rerun(day), rerun("load", day)],
         )

@@ -243,15 +243,31 @@ def test_spilled_runs_merge_into_key_order_and_are_removed(tmp_path: Path, spill
     ]
 
 
-def test_the_merge_equals_the_in_memory_sort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("staged_order", ["shuffled", "in key order", "in key order but rows 4 and 5 swapped"])
+def test_the_merge_equals_the_in_memory_sort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, staged_order: str) -> None:
+    """Runs in key order (the usual file) are joined without a merge; runs that overlap, even by
+    one row across their edge (runs of 4: rows 1-4 and 5-8), are merged."""
     lines = order_lines(25)
-    random.Random(3).shuffle(lines)
+    if staged_order == "shuffled":
+        random.Random(3).shuffle(lines)
+    elif staged_order.endswith("swapped"):
+        lines[3], lines[4] = lines[4], lines[3]
     staged = jsonl(lines)
     catalog = [stream("order_details", LINE_SCHEMA, ["order_id", "product_id"])]
     land(Landing(tmp_path / "memory"), CSV, {"order_details": staged}, catalog)
     monkeypatch.setattr(landing_mod, "SORT_CHUNK_ROWS", 4)
     land(Landing(tmp_path / "spilled"), CSV, {"order_details": staged}, catalog)
     assert _files(tmp_path / "memory" / "csv") == _files(tmp_path / "spilled" / "csv")
+
+
+def test_null_keys_sort_last_and_a_null_key_twice_is_refused(tmp_path: Path) -> None:
+    nullable = {"type": "object", "properties": {"code": {"type": ["string", "null"]}, "n": {"type": ["integer"]}}}
+    catalog = [stream("public-codes", nullable, ["code"])]
+    staged = jsonl([{"code": None, "n": 1}, {"code": "b", "n": 2}, {"code": "a", "n": 3}])
+    land(Landing(tmp_path / "a"), POSTGRES, {"public-codes": staged}, catalog)
+    assert [r["code"] for r in _lines(Landing(tmp_path / "a").records_file(POSTGRES, "codes", DAY))] == ["a", "b", None]
+    with pytest.raises(PublishError, match=r"duplicate key \(code=null\)"):
+        land(Landing(tmp_path / "b"), POSTGRES, {"public-codes": jsonl([{"code": None, "n": 1}, {"n": 2}])}, catalog)
 
 
 def test_a_duplicate_key_in_two_different_runs_is_refused(tmp_path: Path, spills: list[Path]) -> None:

@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 
 from singer_sdk import Stream
+from singer_sdk.helpers.conform import TypeConformanceLevel
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
@@ -74,6 +75,8 @@ class CsvInputError(Exception):
 
 
 def _parse_integer(text: str, column_type: str = "bigint") -> int:
+    if text.isascii() and text.isdecimal() and len(text) < 10:  # plain digits below 10**9: within every range
+        return int(text)
     if not _INTEGER.fullmatch(text):
         raise ValueError("is not an integer")
     low, high = INTEGER_RANGES[column_type]
@@ -89,6 +92,8 @@ def _parse_decimal(text: str) -> Decimal:
     # surrounding spaces and "1_000".
     if not _DECIMAL.fullmatch(text):
         raise ValueError("is not a decimal number")
+    if len(text) < 300 and "e" not in text and "E" not in text:  # plain and short: within both limits below
+        return Decimal(text)
     try:
         value = Decimal(text)  # exact, whatever the context's precision
     except InvalidOperation:  # an exponent past what decimal itself can hold
@@ -103,16 +108,13 @@ def _parse_decimal(text: str) -> Decimal:
     return value
 
 
-def _parse_numeric(precision: int, scale: int, text: str) -> Decimal:
+def _parse_numeric(precision: int, scale: int, context: decimal.Context, text: str) -> Decimal:
     """A decimal that numeric(precision, scale) holds once PostgreSQL rounds it to `scale` digits
-    after the point (half away from zero); the value itself is kept exactly as written."""
+    after the point (half away from zero); the value itself is kept exactly as written.
+    `context`: precision + 1 digits (the parser's, made once)."""
     value = _parse_decimal(text)
     whole_digits = precision - scale
-    rounded = (
-        value.quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP, decimal.Context(prec=precision + 1))
-        if value.adjusted() < whole_digits
-        else value
-    )
+    rounded = value.quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP, context) if value.adjusted() < whole_digits else value
     if rounded and rounded.adjusted() >= whole_digits:
         largest = Decimal(10) ** whole_digits - Decimal(10) ** -scale
         raise ValueError(f"is more than the warehouse's numeric({precision},{scale}) holds (at most {largest:f} in magnitude)")
@@ -158,7 +160,8 @@ def parser_of(column_type: str) -> t.Callable[[str], t.Any] | None:
         return partial(_parse_integer, column_type=column_type)
     if match := _NUMERIC.fullmatch(column_type):
         precision, scale = int(match[1]), int(match[2])
-        return partial(_parse_numeric, precision, scale) if precision <= 1000 and scale <= precision else None
+        valid = precision <= 1000 and scale <= precision
+        return partial(_parse_numeric, precision, scale, decimal.Context(prec=precision + 1)) if valid else None
     return PARSERS.get(column_type)
 
 
@@ -182,6 +185,10 @@ def _locate_invalid_utf8(path: Path) -> tuple[int, int]:
 
 class CsvFileStream(Stream):
     """Full-table stream over one CSV file described in the tap config."""
+
+    # the parsers above give JSON-ready values (int, finite Decimal, str, bool, None; a date as
+    # its text): the SDK's per-value conformance would hand each one back unchanged
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     def __init__(self, tap: Tap, file_config: dict[str, t.Any]) -> None:
         self.path = Path(file_config["path"])
@@ -270,6 +277,7 @@ class CsvFileStream(Stream):
 
         parsers = [self.parsers[name] for name in header]
         keys = set(self.primary_keys or [])
+        in_order = header == list(self.columns)
         rows = 0
         for row in reader:
             line_num = reader.line_num  # type: ignore[attr-defined]
@@ -294,7 +302,7 @@ class CsvFileStream(Stream):
                     raise CsvInputError(msg) from None
             # the configured column order, whatever the header's: the output does not
             # depend on how the file happens to order its columns
-            yield {name: record[name] for name in self.columns}
+            yield record if in_order else {name: record[name] for name in self.columns}
             rows += 1
         if rows == 0:
             # Empty-day policy: the file is a full snapshot of every order line, so a header

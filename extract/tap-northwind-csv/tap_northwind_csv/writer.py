@@ -7,11 +7,12 @@ text) and a 1 MiB output buffer that is flushed after every message that is not 
 STATE, ...) and when the tap's sync ends, also when it fails (`TapNorthwindCsv.sync_all`).
 Records therefore reach the target in blocks; the messages and their order are unchanged.
 
-Lean messages (the tap's `lean_messages` setting, off by default): SCHEMA messages name the
-columns without their types, and RECORD messages carry no `time_extracted` (optional in the
-Singer spec). For a target that only appends records to files, like the project's
-target-jsonl-csv: it validates every record against the SCHEMA it receives, work this tap's own
-strict parsing has already done, and parses and re-formats each `time_extracted` it never writes.
+Lean messages (the tap's `lean_messages` setting, off by default): SCHEMA messages say only that
+a record is an object (`{"type": "object"}`: no columns, no types), and RECORD messages carry no
+`time_extracted` (optional in the Singer spec). For a target that only appends records to files,
+like the project's target-jsonl-csv: it validates every record against the SCHEMA it receives,
+work this tap's own strict parsing has already done, and parses and re-formats each
+`time_extracted` it never writes. The catalog (`--discover`) keeps the full schema.
 """
 
 from __future__ import annotations
@@ -62,10 +63,7 @@ def lean(message: Message) -> Message:
     if message.type == SingerMessageType.RECORD:
         message.time_extracted = None  # type: ignore[attr-defined]
     elif isinstance(message, SchemaMessage):
-        untyped: dict[str, dict[str, t.Any]] = {name: {} for name in message.schema.get("properties", {})}
-        message = SchemaMessage(
-            message.stream, {"type": "object", "properties": untyped}, message.key_properties, message.bookmark_properties
-        )
+        message = SchemaMessage(message.stream, {"type": "object"}, message.key_properties, message.bookmark_properties)
     return message
 
 

@@ -60,7 +60,10 @@ class LandedStream(Stream):
         self.chunk_dir = self.path.with_suffix("")  # its chunks, if cut
         # decimals declared as strings: target-postgres COPYs text exactly (warehouse.commit casts back)
         super().__init__(tap, schema=load_stream_schema(stored["schema"]), name=f"{load_schema_name(day)}-{table}")
-        self.primary_keys = [load_column_name(name) for name in stored["key_properties"]]
+        # no key properties: the load table is new for each load, so target-postgres appends (COPY)
+        # instead of merging every batch into it (an anti-join insert, then an update of every row);
+        # elt:close-load writes raw.<table> with the landed key as its primary key
+        self.primary_keys = []
         self.decimals = sorted(decimal_columns(stored["schema"]))
         # columns whose load name is a stand-in (a double quote in the name): the records are
         # renamed, so they travel as RECORD messages, not as the landed bytes
