@@ -287,7 +287,11 @@ def main() -> int:
             if tool != "project":
                 wall = [x["step1"].seconds + x["step2"].seconds for x in (mine, r)]  # type: ignore[union-attr]
                 cpu = [x["step1"].cpu + x["step2"].cpu for x in (mine, r)]  # type: ignore[union-attr]
-                print(f"this pipeline / {LABEL[tool]}: {wall[0] / wall[1]:.2f}x the wall time, {cpu[0] / cpu[1]:.2f}x the CPU")
+                pg = [(x["step1"].server_cpu or 0.0) + (x["step2"].server_cpu or 0.0) for x in (mine, r)]  # type: ignore[union-attr]
+                print(
+                    f"this pipeline / {LABEL[tool]}: {wall[0] / wall[1]:.2f}x the wall time, {cpu[0] / cpu[1]:.2f}x the CPU "
+                    f"of the processes, {(cpu[0] + pg[0]) / (cpu[1] + pg[1]):.2f}x with the server's"
+                )
     return 0
 
 

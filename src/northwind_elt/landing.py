@@ -340,33 +340,18 @@ def _key_reader(keys: list[str]) -> Callable[[bytes], tuple[Any, ...]]:
     return lambda line: msgspec.structs.astuple(decode(line))
 
 
-class _Null:
-    """A null key value: after every other value, and equal only to itself."""
-
-    def __lt__(self, other: object) -> bool:
-        return False
-
-    def __gt__(self, other: object) -> bool:
-        return other is not self
-
-    def __str__(self) -> str:
-        return "null"
-
-
-NULL = _Null()
-
-
-def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path) -> Iterator[tuple[Any, bytes]]:
+def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path, what: str) -> Iterator[tuple[Any, bytes]]:
     """Sort lines with bounded memory (runs of SORT_CHUNK_ROWS, spilled and merged), yielding (key
-    values, line): by key (typed, nulls last), then by the whole line, a total order. Each line's
-    key is read once (and once more if its run was spilled)."""
+    values, line): by key, then by the whole line, a total order. Each line's key is read once (and
+    once more if its run was spilled); a null in a key is refused, as raw's primary key would."""
     read = _key_reader(keys)
 
     def key(line: bytes) -> tuple[Any, bytes]:
-        if not keys:
-            return ((), line)
-        values = read(line)
-        return (values if None not in values else tuple(NULL if value is None else value for value in values)), line
+        values = read(line) if keys else ()
+        if None in values:
+            shown = ", ".join(f"{k}={'null' if v is None else v}" for k, v in zip(keys, values, strict=True))
+            raise PublishError(f"{what}: a key is null ({shown}); a day's keys are never null: fix the source and rerun")
+        return values, line
 
     runs: list[Path] = []
     edges: list[tuple[Any, Any]] = []  # the first and the last item of each sorted run
@@ -412,7 +397,7 @@ def _write_sorted(staged: Path, target: Path, keys: list[str], scratch: Path, wh
                 yield line if line.endswith(b"\n") else line + b"\n"
 
     with atomic_path(target) as tmp, tmp.open("wb", buffering=1 << 20) as out:
-        for current, line in _sorted_runs(lines(), keys, scratch):
+        for current, line in _sorted_runs(lines(), keys, scratch, what):
             if keys:
                 if current == previous:
                     shown = ", ".join(f"{k}={v}" for k, v in zip(keys, current, strict=True))

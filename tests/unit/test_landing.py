@@ -260,14 +260,15 @@ def test_the_merge_equals_the_in_memory_sort(tmp_path: Path, monkeypatch: pytest
     assert _files(tmp_path / "memory" / "csv") == _files(tmp_path / "spilled" / "csv")
 
 
-def test_null_keys_sort_last_and_a_null_key_twice_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("record", [{"code": None, "n": 1}, {"n": 1}], ids=["null", "missing"])
+def test_a_null_key_is_refused_and_nothing_is_published(tmp_path: Path, record: dict[str, Any]) -> None:
     nullable = {"type": "object", "properties": {"code": {"type": ["string", "null"]}, "n": {"type": ["integer"]}}}
-    catalog = [stream("public-codes", nullable, ["code"])]
-    staged = jsonl([{"code": None, "n": 1}, {"code": "b", "n": 2}, {"code": "a", "n": 3}])
-    land(Landing(tmp_path / "a"), POSTGRES, {"public-codes": staged}, catalog)
-    assert [r["code"] for r in _lines(Landing(tmp_path / "a").records_file(POSTGRES, "codes", DAY))] == ["a", "b", None]
-    with pytest.raises(PublishError, match=r"duplicate key \(code=null\)"):
-        land(Landing(tmp_path / "b"), POSTGRES, {"public-codes": jsonl([{"code": None, "n": 1}, {"n": 2}])}, catalog)
+    landing = Landing(tmp_path)
+    with pytest.raises(
+        PublishError, match=r"extract-postgres codes for 2024-01-01: a key is null \(code=null, n=1\); a day's keys are never null"
+    ):
+        land(landing, POSTGRES, {"public-codes": jsonl([{"code": "b", "n": 2}, record])}, [stream("public-codes", nullable, ["code", "n"])])
+    assert not landing.task_marker(POSTGRES, DAY).exists()
 
 
 def test_a_duplicate_key_in_two_different_runs_is_refused(tmp_path: Path, spills: list[Path]) -> None:
