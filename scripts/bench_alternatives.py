@@ -287,10 +287,11 @@ def main() -> int:
             if tool != "project":
                 wall = [x["step1"].seconds + x["step2"].seconds for x in (mine, r)]  # type: ignore[union-attr]
                 cpu = [x["step1"].cpu + x["step2"].cpu for x in (mine, r)]  # type: ignore[union-attr]
-                pg = [(x["step1"].server_cpu or 0.0) + (x["step2"].server_cpu or 0.0) for x in (mine, r)]  # type: ignore[union-attr]
+                pg = [[x[s].server_cpu for s in ("step1", "step2")] for x in (mine, r)]  # type: ignore[union-attr]
+                known = all(v is not None for v in pg[0] + pg[1])  # an external server's CPU is not measured
+                both = f", {(cpu[0] + sum(pg[0])) / (cpu[1] + sum(pg[1])):.2f}x with the server's" if known else ""  # type: ignore[arg-type]
                 print(
-                    f"this pipeline / {LABEL[tool]}: {wall[0] / wall[1]:.2f}x the wall time, {cpu[0] / cpu[1]:.2f}x the CPU "
-                    f"of the processes, {(cpu[0] + pg[0]) / (cpu[1] + pg[1]):.2f}x with the server's"
+                    f"this pipeline / {LABEL[tool]}: {wall[0] / wall[1]:.2f}x the wall time, {cpu[0] / cpu[1]:.2f}x the CPU of the processes{both}"
                 )
     return 0
 

@@ -114,3 +114,16 @@ def test_text_values_arrive_exactly_through_copy(drift: Project) -> None:
         assert rows == list(enumerate(values))
     finally:
         _source(drift, "drop table awkward_texts")
+
+
+def test_a_table_without_a_key_keeps_every_row_even_equal_ones(drift: Project) -> None:
+    """A source table without a primary key has none in raw either: equal rows all arrive."""
+    day = "2024-05-09"
+    _source(drift, "create table keyless_log (note text)")
+    _source(drift, "insert into keyless_log values ('same'), ('same'), (null)")
+    try:
+        drift.make("pipeline", f"DATE={day}", check=True)
+        rows = drift.sql("select note from raw.keyless_log where snapshot_date = %s order by note", (day,))
+        assert rows == [("same",), ("same",), (None,)]
+    finally:
+        _source(drift, "drop table keyless_log")

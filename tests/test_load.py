@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from conftest import D1, D2, Project
+from northwind_elt import warehouse
+from northwind_elt.errors import LoadError
 from northwind_elt.landing import SOURCES, GateError, Landing
 
 D3 = "2024-01-03"
@@ -175,6 +177,21 @@ def test_load_killed_mid_commit_leaves_the_day_intact(loaded: Project) -> None:
     assert loaded.raw_snapshot(D1) == before
 
 
+def test_a_load_table_short_of_rows_is_not_committed(loaded: Project) -> None:
+    """Reconciliation: a load table with fewer rows than step 1 recorded (a target that lost a
+    batch) is refused, naming the table and both counts, and nothing is committed."""
+    before, day = loaded.raw_snapshot(D1), dt.date.fromisoformat(D1)
+    assert loaded.make("load", f"DATE={D1}", env={"NWELT_FAULT": "commit-load"}).returncode != 0  # leaves the load schema
+    load = f"load_{day:%Y%m%d}"
+    loaded.sql(f"delete from {load}.orders where order_id = (select min(order_id) from {load}.orders)")
+    settings = loaded.settings
+    with pytest.raises(
+        LoadError, match=f"reconciliation failed for orders on {D1}: the warehouse received 829 rows, extract-postgres recorded 830"
+    ):
+        warehouse.commit(settings, day, Landing(settings.data_dir).landed_checksum(day))
+    assert loaded.raw_snapshot(D1) == before
+
+
 def test_duplicate_key_is_refused_at_extract_and_keeps_the_good_day(loaded: Project, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Policy: a duplicate (order_id, product_id) rejects the day; the earlier good files stay."""
     before = loaded.day_files(D1, "csv")
@@ -217,7 +234,7 @@ def test_a_consistent_edit_of_a_landed_day_is_refused_and_the_raw_key_catches_a_
     loaded.sql("update ops.runs set landing = %s where day = %s and step = 'extract-postgres' and outcome = 'succeeded'", (forged, day))
     result = loaded.make("load", f"DATE={day}")
     assert result.returncode != 0
-    assert f"the landed orders of {day} holds a key twice (Key (snapshot_date, order_id)=({day}, " in result.stderr
+    assert f"the primary key of raw.orders refuses the landed orders of {day} (Key (snapshot_date, order_id)=({day}, " in result.stderr
     assert f"make extract-postgres DATE={day}" in result.stderr
     assert _loads(loaded, day) == {}
 

@@ -360,9 +360,10 @@ def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path, what: s
         chunk.append(key(line))
         if len(chunk) >= SORT_CHUNK_ROWS:
             chunk.sort()
-            run = Path(tempfile.mkstemp(dir=scratch, suffix=".run")[1])
-            run.write_bytes(b"".join(line for _, line in chunk))
-            runs.append(run)
+            fd, name = tempfile.mkstemp(dir=scratch, suffix=".run")
+            with os.fdopen(fd, "wb") as spill:
+                spill.write(b"".join(line for _, line in chunk))
+            runs.append(Path(name))
             edges.append((chunk[0], chunk[-1]))
             chunk = []
     chunk.sort()

@@ -100,7 +100,8 @@ def commit(settings: Settings, day: dt.date, landed: str | None) -> dict[str, in
                 _replace_day(conn, table, staged, load, day)
             except psycopg.errors.UniqueViolation as exc:
                 raise LoadError(
-                    f"the landed {table} of {day} holds a key twice ({exc.diag.message_detail}); nothing was committed",
+                    f"the primary key of {RAW}.{table} refuses the landed {table} of {day} ({exc.diag.message_detail}): a key "
+                    f"landed twice, or the source's key changed since {RAW}.{table} was made; nothing was committed",
                     [source.rerun(day), rerun("load", day)],
                 ) from None
             _record_load(conn, table, day, rows, landed)
@@ -208,8 +209,9 @@ def _ensure_raw_table(conn: psycopg.Connection, table: str, staged: list[Column]
         definitions = [sql.SQL("snapshot_date date not null")] + [
             sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in staged
         ]
-        key = sql.SQL(", ").join(sql.Identifier(k) for k in ["snapshot_date", *keys])
-        conn.execute(sql.SQL("create table {} ({}, primary key ({}))").format(target, sql.SQL(", ").join(definitions), key))
+        if keys:  # a table without keys in the source has none here either
+            definitions.append(sql.SQL("primary key ({})").format(sql.SQL(", ").join(sql.Identifier(k) for k in ["snapshot_date", *keys])))
+        conn.execute(sql.SQL("create table {} ({})").format(target, sql.SQL(", ").join(definitions)))
         return []
     changes = []
     for column in staged:

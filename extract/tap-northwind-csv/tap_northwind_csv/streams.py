@@ -7,8 +7,8 @@ A column's type is the warehouse type it ends up in (`integer`, `bigint`,
 `numeric(p,s)`, ...), and a value that type cannot hold is refused here, where
 it enters, rather than failing a later step: an integer outside its range, a
 decimal past its precision, a nonzero decimal whose magnitude is outside a
-double's normal range (the Singer SDK's record check turns one past the largest
-double into null) or with more digits after the point than PostgreSQL's numeric
+double's normal range (the Singer SDK's conformance, which other taps of the
+pipeline run, turns one past the largest double into null) or with more digits after the point than PostgreSQL's numeric
 keeps. Anything unexpected stops the run with a CsvInputError that names the
 file, the line, the column, the offending value and the limit.
 """
@@ -53,9 +53,9 @@ _NUMERIC = re.compile(r"numeric\(([1-9][0-9]{0,3}), *([0-9]{1,4})\)")  # numeric
 # the range of each integer type (target-postgres stores them all as bigint; the models cast to the column's type)
 INTEGER_RANGES = {"integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 BIGINT_MIN, BIGINT_MAX = INTEGER_RANGES["bigint"]
-# nonzero decimals must lie within a double's normal range: the Singer SDK's record check
-# (math.isinf on each number) turns anything that overflows a double into null, and any hop that
-# goes through a float would turn a smaller one into 0
+# nonzero decimals must lie within a double's normal range: the Singer SDK's conformance
+# (math.isinf on each number; off in this tap, on in tap-postgres) turns anything that overflows
+# a double into null, and any hop that goes through a float would turn a smaller one into 0
 DECIMAL_MIN = Decimal(sys.float_info.min)  # 2.2250738585072014E-308, exactly
 DECIMAL_MAX = Decimal(sys.float_info.max)  # 1.7976931348623157E+308, exactly
 # PostgreSQL's numeric keeps at most this many digits after the decimal point
