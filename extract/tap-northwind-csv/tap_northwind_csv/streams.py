@@ -8,9 +8,10 @@ A column's type is the warehouse type it ends up in (`integer`, `bigint`,
 it enters, rather than failing a later step: an integer outside its range, a
 decimal past its precision, a nonzero decimal whose magnitude is outside a
 double's normal range (the Singer SDK's conformance, which other taps of the
-pipeline run, turns one past the largest double into null) or with more digits after the point than PostgreSQL's numeric
-keeps. Anything unexpected stops the run with a CsvInputError that names the
-file, the line, the column, the offending value and the limit.
+pipeline run, turns one past the largest double into null) or with more digits
+after the point than PostgreSQL's numeric keeps. Anything unexpected stops the
+run with a CsvInputError that names the file, the line, the column, the
+offending value and the limit.
 """
 
 from __future__ import annotations
