@@ -347,7 +347,10 @@ def _sorted_runs(lines: Iterable[bytes], keys: list[str], scratch: Path, what: s
     read = _key_reader(keys)
 
     def key(line: bytes) -> tuple[Any, bytes]:
-        values = read(line) if keys else ()
+        try:
+            values = read(line) if keys else ()
+        except msgspec.DecodeError as exc:  # target-jsonl wrote it: a broken write, a full disk
+            raise PublishError(f"{what}: a staged line is not a JSON record ({exc}): rerun the step") from None
         if None in values:
             shown = ", ".join(f"{k}={'null' if v is None else v}" for k, v in zip(keys, values, strict=True))
             raise PublishError(f"{what}: a key is null ({shown}); a day's keys are never null: fix the source and rerun")

@@ -271,6 +271,14 @@ def test_a_null_key_is_refused_and_nothing_is_published(tmp_path: Path, record: 
     assert not landing.task_marker(POSTGRES, DAY).exists()
 
 
+def test_a_malformed_staged_line_is_refused_by_name_and_nothing_is_published(tmp_path: Path) -> None:
+    landing = Landing(tmp_path)
+    staged = jsonl(orders(2)) + '{"order_id": 3, "customer_id": "V\n'  # cut short: a broken write
+    with pytest.raises(PublishError, match=r"^extract-postgres orders for 2024-01-01: a staged line is not a JSON record \(.+\): rerun"):
+        land(landing, POSTGRES, {"public-orders": staged}, [stream("public-orders", ORDER_SCHEMA, ["order_id"])])
+    assert not landing.task_marker(POSTGRES, DAY).exists()
+
+
 def test_a_duplicate_key_in_two_different_runs_is_refused(tmp_path: Path, spills: list[Path]) -> None:
     lines = order_lines(20)
     lines.append({**lines[1], "quantity": 999})  # the same key as row 2 (first run), in the last run
