@@ -114,7 +114,7 @@ test-compose: ## the Docker Compose stack end to end (installs Docker and Compos
 
 clean: ## stop the database and remove local state (.venv*, .meltano, .pg, .airflow, data/ except source files)
 	-@test -x $(NWELT) && $(NWELT) db down
-	rm -rf $(VENV) .venv-airflow .airflow .meltano .pg transform/target transform/logs
+	rm -rf $(VENV) .venv-airflow .venv-bench .airflow .meltano .pg transform/target transform/logs
 	find data -mindepth 1 -maxdepth 1 ! -name source -exec rm -rf {} + 2>/dev/null || true
 
 # Airflow lives in its own venv (.venv-airflow) so its pins never meet the pipeline's.

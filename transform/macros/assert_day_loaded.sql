@@ -2,8 +2,8 @@
     Transform's gate inside dbt (on-run-start in dbt_project.yml): `dbt build`, `run` and `test`
     refuse a day the load step has not committed (no row of the day in raw._loads), so a plain
     `RUN_DATE=D dbt build` cannot build an empty or stale day. (The `transform` job's
-    `elt:open-transform` checks more: that the load succeeded in this DATA_DIR's ledger and that
-    the landed files are still the ones it loaded.)
+    `elt:open-transform` checks more: that raw's rows of the day were loaded from the landed files
+    this DATA_DIR holds now.)
 #}
 {% macro assert_day_loaded() -%}
     {%- if execute and flags.WHICH in ('build', 'run', 'test') -%}

@@ -1,8 +1,8 @@
 """A Singer tap over one day of landed files.
 
-Discovery runs the gate (`Landing.check_day`): unless both step-1 tasks succeeded for the day
-and their files still match what step 1 recorded, the tap fails before emitting anything, so
-no target can write. Each landed table becomes a stream named `load_<yyyymmdd>-<table>`, which
+Discovery reads the day's task markers (`Landing.check_day`; the load job's `elt:open-load`
+verified every file): unless both step-1 tasks succeeded for the day, the tap fails before
+emitting anything, so no target can write. Each landed table becomes a stream named `load_<yyyymmdd>-<table>`, which
 target-postgres writes into the per-day load schema `load_<yyyymmdd>`.
 
 The tap reads no landed records file: it reads the private copy the load's gate wrote as it
