@@ -63,22 +63,22 @@ db-status: setup ## is the embedded PostgreSQL running?
 	@$(NWELT) db status
 
 extract-postgres: setup ## step 1a: all source tables -> data/postgres/{table}/{DATE}/
-	@$(NWELT) run extract-postgres --date "$$DATE"
+	@$(NWELT) run extract-postgres --date="$$DATE"
 extract-csv: setup ## step 1b: order_details.csv -> data/csv/order_details/{DATE}/
-	@$(NWELT) run extract-csv --date "$$DATE"
+	@$(NWELT) run extract-csv --date="$$DATE"
 load: setup ## step 2: the day's landed files -> warehouse (refuses unless step 1 succeeded)
-	@$(NWELT) run load --date "$$DATE"
+	@$(NWELT) run load --date="$$DATE"
 transform: setup ## dbt build of the orders_details mart for DATE
-	@$(NWELT) run transform --date "$$DATE"
+	@$(NWELT) run transform --date="$$DATE"
 export: setup ## mart rows of DATE -> data/output/{DATE}/orders_details.csv and .json
-	@$(NWELT) run export --date "$$DATE"
+	@$(NWELT) run export --date="$$DATE"
 
 pipeline: setup ## run every step for DATE (default today); STEP=load resumes from a step
-	@$(NWELT) pipeline --date "$$DATE" $${STEP:+--from-step "$$STEP"}
+	@$(NWELT) pipeline --date="$$DATE" $${STEP:+--from-step="$$STEP"}
 status: setup ## step outcomes for DATE and the command to resume; START/END (or DAYS=N): one line a day
-	@$(NWELT) status $${DATE:+--date "$$DATE"} $${DAYS:+--days "$$DAYS"} $${START:+--start "$$START"} $${END:+--end "$$END"}
+	@$(NWELT) status $${DATE:+--date="$$DATE"} $${DAYS:+--days="$$DAYS"} $${START:+--start="$$START"} $${END:+--end="$$END"}
 backfill: setup ## run the pipeline for every day from START to END
-	@$(NWELT) backfill --start "$$START" --end "$$END"
+	@$(NWELT) backfill --start="$$START" --end="$$END"
 
 docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 8081)
 	@$(NWELT) docs
@@ -143,15 +143,15 @@ airflow: setup airflow-setup ## Airflow UI + scheduler on http://127.0.0.1:8080 
 
 .PHONY: bench
 bench: setup ## benchmark every step on a scaled Northwind (SCALE=K, default 1) against raw PostgreSQL COPY
-	set -f && $(BIN)/python scripts/bench.py --scale "$$SCALE" $$BENCH_ARGS
+	set -f && $(BIN)/python scripts/bench.py --scale="$$SCALE" $$BENCH_ARGS
 
 .PHONY: bench-alternatives
 bench-alternatives: setup ## the same work with raw COPY, pandas and dlt (own venv .venv-bench) beside the project: SCALE=K
 	@test -x .venv-bench/bin/python || "$$PYTHON" -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet -r requirements-bench.txt
-	set -f && $(BIN)/python scripts/bench_alternatives.py --scale "$$SCALE" $$BENCH_ARGS
+	set -f && $(BIN)/python scripts/bench_alternatives.py --scale="$$SCALE" $$BENCH_ARGS
 
 .PHONY: bench-profile
 bench-profile: setup ## where one step's CPU time goes, per process (py-spy): STEP=extract-csv SCALE=K
 	$(BIN)/python -m pip install --quiet py-spy==0.4.3
-	$(BIN)/python scripts/bench_profile.py --scale "$$SCALE" --step "$${STEP:-extract-csv}"
+	$(BIN)/python scripts/bench_profile.py --scale="$$SCALE" --step="$${STEP:-extract-csv}"

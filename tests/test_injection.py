@@ -23,6 +23,7 @@ PAYLOADS = [
     "$(touch {marker})`touch {marker}`",
     "$$(touch {marker})",
     "$(shell touch {marker})",
+    "--help",  # an option to the command behind the target, were the value not bound to its own
 ]
 
 # variable -> (make target, the other assignments the target needs, a valid value)

@@ -187,6 +187,16 @@ def _days(raw: str) -> int:
     return int(raw)
 
 
+def _wait(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"--wait={raw!r}: not a number of seconds; use one from 0 to 86400, e.g. --wait=600")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nwelt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
 
     wait = argparse.ArgumentParser(add_help=False)
-    wait.add_argument("--wait", type=float, default=None, help="seconds a step waits for a busy day (default: NWELT_LOCK_WAIT_SECONDS, 0)")
+    wait.add_argument("--wait", type=_wait, default=None, help="seconds a step waits for a busy day (default: NWELT_LOCK_WAIT_SECONDS, 0)")
 
     run = sub.add_parser("run", parents=[wait], help="run one step for a day (ledger, lock, clear errors)")
     run.add_argument("step", choices=registry.NAMES)

@@ -122,7 +122,7 @@ def _check_provenance(conn: psycopg.Connection, settings: Settings, day: dt.date
     never_landed = f"{day} was never extracted into this DATA_DIR ({settings.data_dir})"
     if build is None:
         fix = Fix(day=day) if landed is None else resume("transform", day)
-        raise GateError(f"export refuses to run for {day}: the transform of {day} has not run", [fix])
+        raise GateError(f"export refuses to run for {day}: the transform of {day} has not succeeded", [fix])
     if build[3] is None:
         raise GateError(
             f"export refuses to run for {day}: the last build of {day} did not pass its tests (its rows are untested)",

@@ -29,7 +29,7 @@ create table if not exists ops.runs (
     host text not null, owner_pid integer not null, -- the `meltano run` (on host) whose job it is
     job text,                                       -- the token nwelt gave the job (NWELT_JOB)
     holder_pid integer, holder_start timestamptz,   -- the session holding the run's locks
-    landing text                                    -- extract: its task marker's digest; load: the landed day's
+    landing text                                    -- extract: its task marker's digest; later steps: the landed day's
 );
 create index if not exists runs_day_step on ops.runs (day, step, started_at);
 """

@@ -35,16 +35,18 @@ def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
     """Who holds lock `name`, as a person reads it."""
     k = key(name)
     row = conn.execute(
-        "select r.step, r.day, r.host, r.owner_pid, r.started_at from pg_locks l"
-        " join ops.runs r on r.holder_pid = l.pid and r.outcome = 'running'"
-        " and r.holder_start = (select backend_start from pg_stat_activity a where a.pid = l.pid)"
+        "select r.step, r.day, r.host, r.owner_pid, coalesce(r.started_at, a.backend_start), a.application_name"
+        " from pg_locks l join pg_stat_activity a on a.pid = l.pid left join ops.runs r on r.holder_pid = l.pid"
+        " and r.outcome = 'running' and r.holder_start = a.backend_start"
         " where l.locktype = 'advisory' and l.objsubid = 1 and l.classid = %s::bigint::oid and l.objid = %s::bigint::oid"
-        " and l.granted order by r.started_at desc limit 1",
+        " and l.granted order by r.started_at desc nulls last limit 1",
         ((k >> 32) & 0xFFFFFFFF, k & 0xFFFFFFFF),
     ).fetchone()
     if row is None:
-        return "another run (a `make pipeline` or backfill of the day?)"
-    step, day, host, pid, started = row
+        return "another run, which just ended"
+    step, day, host, pid, started, session = row
+    if step is None:  # a session of no run: a pipeline's or backfill's hold on the day (whole_day)
+        return f"{session} (since {started:%H:%M:%S})"
     return f"{step} for {day} (meltano run pid {pid} on {host}, since {started:%H:%M:%S})"
 
 
@@ -95,6 +97,8 @@ def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
     """Hold day D for a run of several steps (`make pipeline`, a backfill's day) in this process's
     own session: a second such run of D is refused (or waits), not interleaved step by step."""
     with connect(settings) as conn:
+        name = f"pipeline of {day}, nwelt pid {os.getpid()} on {socket.gethostname()}"  # who holds the day, for _holder_of
+        conn.execute("select set_config('application_name', %s, false)", (name,))
         _acquire(conn, f"{day} pipeline", EXCLUSIVE, settings.lock_wait, f"day {day}")
         yield
 

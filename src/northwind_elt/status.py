@@ -8,20 +8,26 @@ from collections.abc import Sequence
 
 from .console import StepResult, next_commands, without_commands
 from .errors import LedgerError
+from .landing import Landing
 from .ledger import Ledger, Run
 from .registry import NAMES, get
 from .settings import Settings
 
 
-def step_states(runs: dict[str, Run]) -> dict[str, str]:
-    """succeeded / failed / interrupted / running / not run / stale (an input changed since)."""
+def step_states(runs: dict[str, Run], landed: str | None = None) -> dict[str, str]:
+    """succeeded / failed / interrupted / running / not run / stale: an upstream step is not
+    succeeded, or the step worked from another landing of the day than `landed` (the landed
+    checksum now, which the gates compare; unknown: an upstream run ended after it began)."""
     states: dict[str, str] = {}
     for step in NAMES:
         run = runs.get(step)
         states[step] = "not run" if run is None else run.outcome
-        for up in get(step).upstream if states[step] == "succeeded" else ():
+        if run is None or run.outcome != "succeeded":
+            continue
+        for up in get(step).upstream:
             ended = runs[up].ended_at if up in runs else None
-            if states[up] != "succeeded" or (run and ended and ended > run.started_at):
+            since = run.landing != landed if run.landing and landed else bool(ended and ended > run.started_at)
+            if states[up] != "succeeded" or since:
                 states[step] = "stale"
     return states
 
@@ -46,15 +52,15 @@ def failure_advice(settings: Settings, failed: StepResult) -> list[str]:
     failure (from the failed step on if the ledger is out of reach)."""
     try:
         runs = Ledger(settings).latest(failed.day)
-        states = step_states(runs)
+        states = step_states(runs, Landing(settings.data_dir).landed_checksum(failed.day))
     except LedgerError:
         runs, states = {}, dict.fromkeys(NAMES, "succeeded")
     return resume_advice(failed.day, states | {failed.step: "failed"}, _causes(runs, states) | {failed.step: failed.cause})
 
 
-def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
+def report(runs: dict[str, Run], day: dt.date, landed: str | None = None) -> tuple[bool, list[str]]:
     """The detailed view of a day: one line a step, then the commands that finish it."""
-    states = step_states(runs)
+    states = step_states(runs, landed)
     lines = [f"day {day}", f"  {'step':<17} {'outcome':<12} {'rows':>8} {'seconds':>8}  note"]
     commands = resume_advice(day, states, _causes(runs, states))
     for step in NAMES:
@@ -69,9 +75,9 @@ def report(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
 COMPACT_HEADER = f"{'day':<10}  {'state':<28} {'exported':>8}  {'slowest step':<26} next"
 
 
-def compact(runs: dict[str, Run], day: dt.date) -> tuple[bool, list[str]]:
+def compact(runs: dict[str, Run], day: dt.date, landed: str | None = None) -> tuple[bool, list[str]]:
     """One line for a day: its state, the rows its export wrote, its slowest step, the next command."""
-    states = step_states(runs)
+    states = step_states(runs, landed)
     step, commands = first_incomplete(states), resume_advice(day, states, _causes(runs, states))
     state = "complete" if step is None else f"{step} {states[step]}" if runs else "not run"
     export = runs.get(NAMES[-1])
@@ -93,7 +99,8 @@ def print_status(settings: Settings, days: Sequence[dt.date], one_line: bool, co
     latest: dict[dt.date, dict[str, Run]] = {day: {} for day in days}
     for run in Ledger(settings).between(days[0], days[-1]):  # one query, oldest run first
         latest[run.day][run.step] = run
-    reports = {day: (compact if one_line else report)(runs, day) for day, runs in latest.items()}
+    landing = Landing(settings.data_dir)
+    reports = {day: (compact if one_line else report)(runs, day, landing.landed_checksum(day)) for day, runs in latest.items()}
     lines = ([COMPACT_HEADER] if one_line else []) + [line for _, shown in reports.values() for line in shown]
     incomplete = [day for day, (ok, _) in reports.items() if not ok]
     if incomplete:

@@ -17,6 +17,7 @@ from .console import error_line
 from .errors import Fix, GateError, NweltError, PublishError, rerun, resume
 from .landing import SOURCES, Landing, source_of
 from .ledger import Ledger, Run
+from .registry import get
 from .settings import Settings, job
 
 
@@ -40,7 +41,6 @@ def _open_load(settings: Settings, run: Run) -> None:
             [s.rerun(run.day) for s in unknown],
         )
     warehouse.drop_load_schema(settings, run.day)  # left by a failed or killed load of the day
-    ledger.update(run.run_id, "landing", landing.landed_checksum(run.day) or "")
 
 
 def _open_transform(settings: Settings, run: Run) -> None:
@@ -49,7 +49,7 @@ def _open_transform(settings: Settings, run: Run) -> None:
     landed, loaded = Landing(settings.data_dir).landed_checksum(day), warehouse.loaded_checksum(settings, day)
     fix = Fix(day=day) if landed is None else resume("load", day)  # nothing landed: the whole day
     if loaded is None:
-        raise GateError(f"transform refuses to run for {day}: the load of {day} has not run", [fix])
+        raise GateError(f"transform refuses to run for {day}: the load of {day} has not succeeded", [fix])
     if loaded != landed:
         raise GateError(
             f"transform refuses to run for {day}: the warehouse's raw rows of {day} were loaded from other landed files than this "
@@ -128,6 +128,8 @@ def open_step(settings: Settings, step: str, day: dt.date) -> Run:
         run = ledger.begin(day, step, owner, holder, job())
         try:
             OPENERS[step](settings, run)
+            if get(step).upstream:  # the landed day it works from (load: commits; status: compares)
+                ledger.update(run.run_id, "landing", Landing(settings.data_dir).landed_checksum(day) or "")
         except Exception as exc:
             _recorded_failure(ledger, run, exc)
             raise

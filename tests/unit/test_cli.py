@@ -44,6 +44,8 @@ def test_the_commands_make_runs() -> None:
         (["status", "--days", "²"], "DAYS='²': not a number of days"),  # a digit to isdigit(), not to int()
         (["run", "nope"], "invalid choice: 'nope'"),
         (["task", "open", "load", "--date"], "expected one argument"),
+        (["run", "load", "--wait=-5"], "--wait='-5': not a number of seconds"),
+        (["backfill", "--wait", "nan"], "--wait='nan': not a number of seconds"),
     ],
 )
 def test_bad_arguments_are_one_line(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,7 +35,7 @@ def refusal(settings: Settings) -> GateError:
 
 def test_transform_refuses_a_day_never_extracted_or_loaded(warehouse: Settings) -> None:
     exc = refusal(warehouse)
-    assert exc.message == f"transform refuses to run for {DAY}: the load of {DAY} has not run"
+    assert exc.message == f"transform refuses to run for {DAY}: the load of {DAY} has not succeeded"
     assert [(f.step, f.then_rest) for f in exc.fixes] == [(None, False)]  # make pipeline DATE=D
     land_day(warehouse.data_dir)
     assert [(f.step, f.then_rest) for f in refusal(warehouse).fixes] == [("load", True)]  # make pipeline DATE=D STEP=load
@@ -106,7 +106,7 @@ def export_refusal(settings: Settings) -> str:
 
 def test_export_refuses_a_day_not_transformed(warehouse: Settings) -> None:
     land_day(warehouse.data_dir)
-    assert export_refusal(warehouse) == f"export refuses to run for {DAY}: the transform of {DAY} has not run"
+    assert export_refusal(warehouse) == f"export refuses to run for {DAY}: the transform of {DAY} has not succeeded"
 
 
 def test_export_refuses_a_build_that_did_not_pass_its_tests(warehouse: Settings) -> None:

@@ -74,6 +74,14 @@ def test_one_run_of_a_days_step_at_a_time_naming_the_holder(env: Settings, owner
     assert held(env, export) and held(env, other_day)  # another day's run of a step is free
 
 
+def test_a_day_held_by_a_pipeline_is_refused_naming_it(env: Settings) -> None:
+    busy = rf"day {DAY} is busy: {DAY} pipeline is held by pipeline of {DAY}, nwelt pid {os.getpid()} on "
+    with locks.whole_day(env, DAY), pytest.raises(LockBusy, match=busy), locks.whole_day(env, DAY):
+        pass
+    with locks.whole_day(env, DAY):  # free again
+        pass
+
+
 def test_the_two_extracts_run_side_by_side_and_release_frees_the_day(env: Settings, owner: subprocess.Popen[bytes]) -> None:
     postgres = locks.start_holder(env, "extract-postgres", DAY, owner.pid)
     csv = locks.start_holder(env, "extract-csv", DAY, owner.pid)

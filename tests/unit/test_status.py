@@ -3,6 +3,7 @@ PostgreSQL): the one-line view, one resume advice and one clock for status and a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -53,6 +54,15 @@ def test_an_extract_rerun_after_the_load_makes_the_later_steps_stale() -> None:
     assert not ok
     stripped = [line.strip() for line in lines]
     assert "next: make load DATE=2024-01-01" in stripped and "then: make pipeline DATE=2024-01-01 STEP=transform" in stripped
+
+
+def test_a_rerun_that_landed_the_same_files_leaves_the_later_steps_fresh() -> None:
+    runs = {step: dataclasses.replace(r, landing="landed-1") for step, r in complete_day().items()}
+    runs["extract-csv"] = run("extract-csv", "succeeded", 30)  # after them all, same markers
+    runs["load"] = dataclasses.replace(run("load", "succeeded", 40), landing="landed-1")  # after transform and export
+    assert set(status.step_states(runs, "landed-1").values()) == {"succeeded"}
+    landed_since = status.step_states(runs, "landed-2")  # the markers changed after the load
+    assert [landed_since[s] for s in ("load", "transform", "export")] == ["stale", "stale", "stale"]
 
 
 @pytest.mark.parametrize(
