@@ -192,8 +192,10 @@ def _wait(raw: str) -> float:
         seconds = float(raw)
     except ValueError:
         seconds = -1.0
-    if not 0 <= seconds <= 86400:
-        raise argparse.ArgumentTypeError(f"--wait={raw!r}: not a number of seconds; use one from 0 to 86400, e.g. --wait=600")
+    if not 0 <= seconds <= settings_mod.MAX_LOCK_WAIT:
+        raise argparse.ArgumentTypeError(
+            f"--wait={raw!r}: not a number of seconds; use one from 0 to {settings_mod.MAX_LOCK_WAIT}, e.g. --wait=600"
+        )
     return seconds
 
 

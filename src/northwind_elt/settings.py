@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG_PORT, DEFAULT_DOCS_PORT = 55432, 8081
+MAX_LOCK_WAIT = 86400  # seconds: NWELT_LOCK_WAIT_SECONDS and `nwelt … --wait`
 
 
 def meltano_exe() -> str:
@@ -177,7 +178,7 @@ def load(root: Path = ROOT) -> Settings:
         warehouse=conn("WAREHOUSE", "warehouse", "warehouse_loader"),
         checkout_database=dotenv.get("WAREHOUSE_PG_DATABASE") or get("WAREHOUSE_PG_DATABASE", "warehouse"),
         env={k: v for k, v in env.items() if k.isupper()},
-        lock_wait=number("NWELT_LOCK_WAIT_SECONDS", 0, 0, 86400, float),
+        lock_wait=number("NWELT_LOCK_WAIT_SECONDS", 0, 0, MAX_LOCK_WAIT, float),
         heartbeat_seconds=number("NWELT_HEARTBEAT_SECONDS", 10, 0.1, 3600, float),
         backfill_days=int(number("NWELT_BACKFILL_DAYS", 2, 1, 8)),
         docs_port=docs_port if os.environ.get("DOCS_PORT") or docs_port != DEFAULT_DOCS_PORT else None,

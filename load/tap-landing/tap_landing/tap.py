@@ -2,8 +2,9 @@
 
 Discovery reads the day's task markers (`Landing.check_day`; the load job's `elt:open-load`
 verified every file): unless both step-1 tasks succeeded for the day, the tap fails before
-emitting anything, so no target can write. Each landed table becomes a stream named `load_<yyyymmdd>-<table>`, which
-target-postgres writes into the per-day load schema `load_<yyyymmdd>`.
+emitting anything, so no target can write. Each landed table becomes a stream named
+`load_<yyyymmdd>-<table>`, which target-postgres writes into the per-day load schema
+`load_<yyyymmdd>`.
 
 The tap reads no landed records file: it reads the private copy the load's gate wrote as it
 verified that file (`Landing.verified_copy`, under .meltano/staging/tap_landing/{D}/), so what
