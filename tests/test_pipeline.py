@@ -222,7 +222,7 @@ def test_a_failing_dbt_test_fails_transform_and_names_it(done: Project) -> None:
     assert result.returncode != 0
     assert "FAILED: step transform" in result.stderr
     assert "quantity" in result.stderr  # the failing test (accepted range on quantity) is named
-    assert f"make transform DATE={day}" in result.stderr
+    assert f"  resume: make pipeline DATE={day}\n" in result.stderr  # the data must change: the whole day, not dbt again
 
 
 def test_dbt_unit_tests_pass_and_stay_out_of_the_daily_build(done: Project) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+
+from .console import error_line
+from .errors import DataTestError, Fix
 
 # lines that state a cause, most specific first; a pattern's last group is the sentence
 CAUSES = [
@@ -21,11 +25,16 @@ def strip_log_prefix(line: str) -> str:
     return _PREFIX.sub("", line.strip()).strip()
 
 
-def find_cause(log_text: str, step: str) -> str:
-    """The sentence that says why a step failed, picked from its full log."""
+def find_cause(log_text: str, step: str, day: dt.date) -> str:
+    """The sentence that says why a step failed, picked from its full log. A failed data test is
+    the day's data breaking a rule: rerunning dbt alone fails again, so it names the whole day."""
     lines = [strip_log_prefix(line) for line in log_text.splitlines()]
     for pattern in CAUSES:
         for line in reversed(lines):
             if match := pattern.search(line):
-                return match.group(match.lastindex or 0).strip()[:500]
+                cause = match.group(match.lastindex or 0).strip()[:500]
+                if not cause.startswith("Failure in test "):
+                    return cause
+                problem = f"{cause}: the data of {day} breaks this test; fix it at its source (or fix the test), then rerun the day"
+                return error_line(DataTestError(problem, [Fix(day=day)]))
     return f"the Meltano job {step} stopped without an error message (killed or crashed?); see the log"

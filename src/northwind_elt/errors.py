@@ -41,6 +41,9 @@ class LoadError(NweltError): ...  # The load of a day cannot be committed.
 class ExportError(NweltError): ...  # The export cannot run for this day.
 
 
+class DataTestError(NweltError): ...  # dbt's data tests found that the day's data breaks a rule.
+
+
 class LockBusy(NweltError): ...  # Another run holds the day (or the checkout's plugin state).
 
 

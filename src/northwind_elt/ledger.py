@@ -65,13 +65,14 @@ class Run:
 
 
 _READY: set[str] = set()  # warehouses whose ops schema this process has seen
+STATEMENT_TIMEOUT = "60s"  # a query of the ledger or the locks never waits longer (a session locking ops.runs)
 
 
 def connect(settings: Settings, server: PgConn | None = None, **options: str) -> psycopg.Connection[Any]:
     """An autocommit connection to the warehouse (or `server`), home of the ledger and the locks (the ops schema made on first use)."""
     server = server or settings.warehouse
     where = server.describe()
-    extra = {"options": " ".join(f"-c {k}={v}" for k, v in options.items())} if options else {}
+    extra = {"options": " ".join(f"-c {k}={v}" for k, v in ({"statement_timeout": STATEMENT_TIMEOUT} | options).items())}
     try:
         conn = psycopg.connect(server.conninfo(application_name="northwind-elt ops", **extra), autocommit=True)
         if where not in _READY and conn.execute("select to_regclass('ops.runs')").fetchone() == (None,):
@@ -96,6 +97,11 @@ class Ledger:
         with connect(self.settings) as conn:
             try:
                 yield conn
+            except psycopg.errors.QueryCanceled as exc:
+                raise LedgerError(
+                    f"the run ledger ops.runs on {self.settings.warehouse.describe()} did not answer in {STATEMENT_TIMEOUT} ({exc}): "
+                    "another session holds a lock on it (see pg_locks); rerun once it is free"
+                ) from None
             except psycopg.Error as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise LedgerError(

@@ -108,7 +108,7 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
     elif code == 0:
         cause = f"the Meltano job {step} ended without recording success (is meltano.yml's job {step} complete?)"
     else:
-        cause = find_cause(log_path.read_text(errors="replace"), step)
+        cause = find_cause(log_path.read_text(errors="replace"), step, day)
         if f"port {settings.pg_port} " in cause and (down := database.server_down(settings, Exception(cause))):  # the embedded server's
             cause = f"{down.message}; run make db-up"
     if run is not None and run.outcome != "failed" and code >= 0:  # a stopped job stays interrupted

@@ -8,16 +8,18 @@ from collections.abc import Sequence
 
 from .console import StepResult, next_commands, without_commands
 from .errors import LedgerError
+from .export import output_paths
 from .landing import Landing
 from .ledger import Ledger, Run
 from .registry import NAMES, get
 from .settings import Settings
 
 
-def step_states(runs: dict[str, Run], landed: str | None = None) -> dict[str, str]:
+def step_states(runs: dict[str, Run], landed: str | None = None, exported: bool = True) -> dict[str, str]:
     """succeeded / failed / interrupted / running / not run / stale: an upstream step is not
     succeeded, or the step worked from another landing of the day than `landed` (the landed
-    checksum now, which the gates compare; unknown: an upstream run ended after it began)."""
+    checksum now, which the gates compare; unknown: an upstream run ended after it began), or
+    (the export) its files are gone (`exported` False)."""
     states: dict[str, str] = {}
     for step in NAMES:
         run = runs.get(step)
@@ -29,6 +31,8 @@ def step_states(runs: dict[str, Run], landed: str | None = None) -> dict[str, st
             since = run.landing != landed if run.landing and landed else bool(ended and ended > run.started_at)
             if states[up] != "succeeded" or since:
                 states[step] = "stale"
+    if states[NAMES[-1]] == "succeeded" and not exported:
+        states[NAMES[-1]] = "stale"
     return states
 
 
@@ -58,9 +62,9 @@ def failure_advice(settings: Settings, failed: StepResult) -> list[str]:
     return resume_advice(failed.day, states | {failed.step: "failed"}, _causes(runs, states) | {failed.step: failed.cause})
 
 
-def report(runs: dict[str, Run], day: dt.date, landed: str | None = None) -> tuple[bool, list[str]]:
+def report(runs: dict[str, Run], day: dt.date, landed: str | None = None, exported: bool = True) -> tuple[bool, list[str]]:
     """The detailed view of a day: one line a step, then the commands that finish it."""
-    states = step_states(runs, landed)
+    states = step_states(runs, landed, exported)
     lines = [f"day {day}", f"  {'step':<17} {'outcome':<12} {'rows':>8} {'seconds':>8}  note"]
     commands = resume_advice(day, states, _causes(runs, states))
     for step in NAMES:
@@ -75,9 +79,9 @@ def report(runs: dict[str, Run], day: dt.date, landed: str | None = None) -> tup
 COMPACT_HEADER = f"{'day':<10}  {'state':<28} {'exported':>8}  {'slowest step':<26} next"
 
 
-def compact(runs: dict[str, Run], day: dt.date, landed: str | None = None) -> tuple[bool, list[str]]:
+def compact(runs: dict[str, Run], day: dt.date, landed: str | None = None, exported: bool = True) -> tuple[bool, list[str]]:
     """One line for a day: its state, the rows its export wrote, its slowest step, the next command."""
-    states = step_states(runs, landed)
+    states = step_states(runs, landed, exported)
     step, commands = first_incomplete(states), resume_advice(day, states, _causes(runs, states))
     state = "complete" if step is None else f"{step} {states[step]}" if runs else "not run"
     export = runs.get(NAMES[-1])
@@ -99,8 +103,9 @@ def print_status(settings: Settings, days: Sequence[dt.date], one_line: bool, co
     latest: dict[dt.date, dict[str, Run]] = {day: {} for day in days}
     for run in Ledger(settings).between(days[0], days[-1]):  # one query, oldest run first
         latest[run.day][run.step] = run
-    landing = Landing(settings.data_dir)
-    reports = {day: (compact if one_line else report)(runs, day, landing.landed_checksum(day)) for day, runs in latest.items()}
+    landing, view = Landing(settings.data_dir), compact if one_line else report
+    exported = {day: all(path.exists() for path in output_paths(settings, day)) for day in days}
+    reports = {day: view(runs, day, landing.landed_checksum(day), exported[day]) for day, runs in latest.items()}
     lines = ([COMPACT_HEADER] if one_line else []) + [line for _, shown in reports.values() for line in shown]
     incomplete = [day for day, (ok, _) in reports.items() if not ok]
     if incomplete:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
+from northwind_elt import ledger as ledger_mod
 from northwind_elt.errors import LedgerError
 from northwind_elt.ledger import Ledger, connect
 from northwind_elt.settings import Settings
@@ -102,6 +105,19 @@ def test_a_damaged_ledger_is_one_line_and_kept_as_it_is(warehouse: Settings) -> 
         raise AssertionError("a damaged ledger was read as if whole")
     with connect(warehouse) as conn:  # never emptied or replaced: the history is still there to inspect
         assert conn.execute("select count(*) from ops.runs where day = %s", (DAY,)).fetchone() == (1,)
+
+
+def test_a_ledger_locked_by_another_session_fails_in_one_line_instead_of_waiting_for_ever(
+    warehouse: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger(warehouse)
+    ledger.begin(DAY, "load", 1, None)
+    monkeypatch.setattr(ledger_mod, "STATEMENT_TIMEOUT", "300ms")
+    with ThreadPoolExecutor(1) as pool, connect(warehouse) as other, other.transaction():
+        other.execute("lock table ops.runs in access exclusive mode")  # an admin's alter table, a vacuum full
+        error = pool.submit(ledger.latest, DAY).exception(timeout=10)  # still waiting: TimeoutError, the test fails
+    assert isinstance(error, LedgerError) and "did not answer in 300ms (canceling statement due to statement timeout)" in error.message
+    assert ledger.latest(DAY)["load"].outcome == "interrupted"  # lock released: read as before
 
 
 def test_an_interrupted_run_names_a_server_restart_when_the_server_started_after_it(warehouse: Settings) -> None:

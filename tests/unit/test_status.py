@@ -14,6 +14,7 @@ import pytest
 from northwind_elt import console, runner, status
 from northwind_elt.console import StepResult
 from northwind_elt.errors import Fix, GateError, resume
+from northwind_elt.export import output_paths
 from northwind_elt.ledger import Ledger, Run, connect
 from northwind_elt.settings import Settings
 
@@ -139,6 +140,10 @@ def test_a_range_is_one_line_a_day_ending_with_why_it_exits_1(warehouse: Setting
     record(warehouse, days[0], *whole_day(7.3), ("export", "succeeded", 0.3))
     record(warehouse, days[1], *whole_day(7.1), ("export", "failed", 0.2), error="ExportError: no; run make export DATE=2024-01-02")
     record(warehouse, days[2], ("extract-postgres", "running", 0))  # its lock session is gone: interrupted
+    exported = output_paths(warehouse, days[0])
+    for path in exported:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("exported\n")
     assert status.print_status(warehouse, days, one_line=True) == 1
     assert capsys.readouterr().out.splitlines() == [
         "day         state                        exported  slowest step               next",
@@ -150,6 +155,9 @@ def test_a_range_is_one_line_a_day_ending_with_why_it_exits_1(warehouse: Setting
     ]
     assert status.print_status(warehouse, days[:1], one_line=True) == 0
     assert capsys.readouterr().out.splitlines()[-1].endswith("  -")  # complete: no exit line
+    exported[1].unlink()  # the export's files are gone: the day is not complete, whatever the ledger says
+    assert status.print_status(warehouse, days[:1], one_line=True) == 1
+    assert capsys.readouterr().out.splitlines()[1].startswith("2024-01-01  export stale")
     assert status.print_status(warehouse, days[1:2], one_line=False) == 1
     assert capsys.readouterr().out.splitlines()[-2:] == [
         "  next: make export DATE=2024-01-02",
