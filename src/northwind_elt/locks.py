@@ -96,7 +96,7 @@ def take(
 def whole_day(settings: Settings, day: dt.date) -> Iterator[None]:
     """Hold day D for a run of several steps (`make pipeline`, a backfill's day) in this process's
     own session: a second such run of D is refused (or waits), not interleaved step by step."""
-    with connect(settings) as conn:
+    with connect(settings, idle_session_timeout="0") as conn:  # idle while the steps run, by design
         name = f"pipeline of {day}, nwelt pid {os.getpid()} on {socket.gethostname()}"  # who holds the day, for _holder_of
         conn.execute("select set_config('application_name', %s, false)", (name,))
         _acquire(conn, f"{day} pipeline", EXCLUSIVE, settings.lock_wait, f"day {day}")

@@ -82,6 +82,17 @@ def test_a_day_held_by_a_pipeline_is_refused_naming_it(env: Settings) -> None:
         pass
 
 
+def test_a_server_that_ends_idle_sessions_ends_no_hold(env: Settings, owner: subprocess.Popen[bytes]) -> None:
+    with connect(env) as conn:  # a DBA's setting on an external server; new sessions get it
+        conn.execute("alter database warehouse set idle_session_timeout = '300ms'")
+    holder = locks.start_holder(env, "export", DAY, owner.pid)[0]
+    with locks.whole_day(env, DAY):
+        time.sleep(1)
+        with pytest.raises(LockBusy), locks.whole_day(env, DAY):
+            pass
+    assert held(env, holder)
+
+
 def test_the_two_extracts_run_side_by_side_and_release_frees_the_day(env: Settings, owner: subprocess.Popen[bytes]) -> None:
     postgres = locks.start_holder(env, "extract-postgres", DAY, owner.pid)
     csv = locks.start_holder(env, "extract-csv", DAY, owner.pid)
