@@ -34,14 +34,17 @@ def key(name: str) -> int:
 def _holder_of(conn: psycopg.Connection[Any], name: str) -> str:
     """Who holds lock `name`, as a person reads it."""
     k = key(name)
-    row = conn.execute(
-        "select r.step, r.day, r.host, r.owner_pid, coalesce(r.started_at, a.backend_start), a.application_name"
-        " from pg_locks l join pg_stat_activity a on a.pid = l.pid left join ops.runs r on r.holder_pid = l.pid"
-        " and r.outcome = 'running' and r.holder_start = a.backend_start"
-        " where l.locktype = 'advisory' and l.objsubid = 1 and l.classid = %s::bigint::oid and l.objid = %s::bigint::oid"
-        " and l.granted order by r.started_at desc nulls last limit 1",
-        ((k >> 32) & 0xFFFFFFFF, k & 0xFFFFFFFF),
-    ).fetchone()
+    try:
+        row = conn.execute(
+            "select r.step, r.day, r.host, r.owner_pid, coalesce(r.started_at, a.backend_start), a.application_name"
+            " from pg_locks l join pg_stat_activity a on a.pid = l.pid left join ops.runs r on r.holder_pid = l.pid"
+            " and r.outcome = 'running' and r.holder_start = a.backend_start"
+            " where l.locktype = 'advisory' and l.objsubid = 1 and l.classid = %s::bigint::oid and l.objid = %s::bigint::oid"
+            " and l.granted order by r.started_at desc nulls last limit 1",
+            ((k >> 32) & 0xFFFFFFFF, k & 0xFFFFFFFF),
+        ).fetchone()
+    except psycopg.errors.QueryCanceled:  # statement_timeout: another session locks ops.runs
+        return "another run (ops.runs, which names it, did not answer: another session locks that table)"
     if row is None:
         return "another run, which just ended"
     step, day, host, pid, started, session = row

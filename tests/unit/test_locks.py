@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from northwind_elt import ledger as ledger_mod
 from northwind_elt import locks
 from northwind_elt.database import EmbeddedPostgres
 from northwind_elt.errors import LedgerError, LockBusy
@@ -80,6 +81,15 @@ def test_a_day_held_by_a_pipeline_is_refused_naming_it(env: Settings) -> None:
         pass
     with locks.whole_day(env, DAY):  # free again
         pass
+
+
+def test_a_busy_day_is_refused_in_one_line_while_another_session_locks_the_ledger(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_mod, "STATEMENT_TIMEOUT", "300ms")
+    with locks.whole_day(env, DAY), connect(env) as other, other.transaction():
+        other.execute("lock table ops.runs in access exclusive mode")  # an admin's alter table, a vacuum full
+        busy = f"{DAY} pipeline is held by another run \\(ops.runs, which names it, did not answer"
+        with pytest.raises(LockBusy, match=busy), locks.whole_day(env, DAY):
+            pass
 
 
 def test_a_server_that_ends_idle_sessions_ends_no_hold(env: Settings, owner: subprocess.Popen[bytes]) -> None:
