@@ -18,8 +18,8 @@ Printed per step: wall seconds, rows, rows per second, CPU seconds, peak RSS and
 CPU is the step's process tree (os.wait4 of the step runner: Meltano, plugins, dbt, glue) and,
 for the embedded server, what PostgreSQL spent meanwhile (`PG CPU`); their sum over step 1 and
 step 2, divided by the cores, is the shortest time any schedule of that work could take.
-Seconds are the step's own (as `make status` records them, from the Meltano job's start to its
-end); time spent waiting for a project-wide plugin lock held by another run (e.g. a concurrent
+Seconds are the step's own (as `make status` records them, from the open task's record, the locks
+taken, to the outcome); time spent waiting for a project-wide plugin lock held by another run (e.g. a concurrent
 test suite) is excluded and printed as `wait`. Peak RSS is measured by polling the step's process tree with psutil every 50 ms: `tree` is the
 largest sum over the tree at one instant, `max proc` the largest single process (and its name).
 A benchmark prints figures; it never asserts times.

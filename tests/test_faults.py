@@ -163,7 +163,7 @@ def test_warehouse_down(project: Project, clean: dict[str, object], step: str) -
 @contextlib.contextmanager
 def _tmpfs(path: Path, size_kib: int, readonly: bool = False) -> Iterator[Path]:
     if os.geteuid() != 0:
-        if os.environ.get("CI"):
+        if os.environ.get("CI") == "true":
             pytest.fail("disk-fault tests need root to mount a tmpfs")
         pytest.skip("disk-fault tests need root to mount a tmpfs")
     path.mkdir(parents=True, exist_ok=True)

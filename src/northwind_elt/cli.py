@@ -1,4 +1,5 @@
-"""`nwelt`: the command behind every `make` target and every `elt:` task in meltano.yml."""
+"""`nwelt`: the command behind the steps, database, status and docs targets of make, and every
+`elt:` task in meltano.yml."""
 
 from __future__ import annotations
 
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nwelt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("setup", help="write .env if absent, fetch source data, meltano install").set_defaults(func=cmd_setup)
+    sub.add_parser("setup", help="write or complete .env, fetch source data, meltano install, plugin bytecode").set_defaults(func=cmd_setup)
 
     db = sub.add_parser("db", help="manage the embedded PostgreSQL")
     db.add_argument("action", choices=["up", "down", "status"])
@@ -214,17 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[wait], help="run one step for a day (ledger, lock, clear errors)")
     run.add_argument("step", choices=registry.NAMES)
-    run.add_argument("--date", default="")
+    run.add_argument("--date", default="", help="the day, YYYY-MM-DD (default: today)")
     run.set_defaults(func=cmd_run)
 
     pipeline = sub.add_parser("pipeline", parents=[wait], help="run every step for a day")
-    pipeline.add_argument("--date", default="")
+    pipeline.add_argument("--date", default="", help="the day, YYYY-MM-DD (default: today)")
     pipeline.add_argument("--from-step", type=_step, help="rerun from this step, reusing earlier outputs")
     pipeline.set_defaults(func=cmd_run)
 
     backfill = sub.add_parser("backfill", parents=[wait], help="run the pipeline for every day of a range")
-    backfill.add_argument("--start", default="")
-    backfill.add_argument("--end", default="")
+    backfill.add_argument("--start", default="", help="the first day, YYYY-MM-DD")
+    backfill.add_argument("--end", default="", help="the last day, YYYY-MM-DD")
     backfill.set_defaults(func=cmd_backfill)
 
     status = sub.add_parser("status", help="a day's step outcomes (default today) and what to rerun; one line a day for a range")

@@ -201,11 +201,13 @@ def run_date() -> str:
     return os.environ.get("RUN_DATE", "")
 
 
-def parse_date(raw: str | None, today: dt.date | None = None, name: str = "DATE") -> dt.date:
-    """DATE=YYYY-MM-DD; empty means today. Future days are refused (there is nothing to extract).
+def parse_date(raw: str | None, name: str = "DATE", now: dt.datetime | None = None) -> dt.date:
+    """DATE=YYYY-MM-DD; empty means today (local). Later days than today, local or UTC, are refused:
+    there is nothing to extract (Airflow's run of D starts at 00:00 UTC of D, still D-1 west of UTC).
 
     `name` is the variable the value came from (DATE, START, END, RUN_DATE), named in errors."""
-    today = today or dt.date.today()
+    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone()  # `now` in the local time zone
+    today, latest = now.date(), max(now.date(), now.astimezone(dt.timezone.utc).date())
     if raw is None or raw.strip() == "":
         return today
     try:
@@ -214,8 +216,8 @@ def parse_date(raw: str | None, today: dt.date | None = None, name: str = "DATE"
             raise ValueError
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a date: use the form YYYY-MM-DD, e.g. {name}=2024-01-01") from None
-    if day > today:
-        raise ConfigError(f"{name}={day} is in the future (today is {today}): pick today or a past day")
+    if day > latest:
+        raise ConfigError(f"{name}={day} is in the future (today is {latest}): pick today or a past day")
     return day
 
 

@@ -3,10 +3,12 @@ the embedded server that no other server on the machine already listens on."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 import socket
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,20 @@ def test_the_meltano_environment_follows_nwelt_db_and_a_disagreement_is_one_line
     (project / ".env").write_text("NWELT_DB=external\nSOURCE_PG_HOST=db\nWAREHOUSE_PG_HOST=db\nMELTANO_ENVIRONMENT=dev\n")
     with pytest.raises(settings.ConfigError, match=r"set MELTANO_ENVIRONMENT=prod in \.env"):
         settings.load(project)
+
+
+@pytest.mark.parametrize("zone", ["EST+5", "UTC0", "JST-9"])
+def test_the_day_d_is_accepted_from_00_00_utc_of_d_in_every_time_zone(zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow's daily run of D starts at 00:00 UTC of D: west of UTC the local date is still D-1
+    then. D is accepted, D+1 is not; an empty DATE is the local date."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        now = dt.datetime(2024, 1, 2, 0, 5, tzinfo=dt.timezone.utc)
+        assert settings.parse_date("2024-01-02", now=now) == dt.date(2024, 1, 2)
+        assert settings.parse_date("", now=now) == now.astimezone().date()
+        with pytest.raises(ConfigError, match=r"RUN_DATE=2024-01-03 is in the future \(today is 2024-01-02\)"):
+            settings.parse_date("2024-01-03", name="RUN_DATE", now=now)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
