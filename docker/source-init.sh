@@ -29,7 +29,8 @@ revoke create on schema public from public;
 revoke execute on function lo_create(oid), lo_creat(integer), lo_from_bytea(oid, bytea), lo_import(text),
   lo_import(text, oid), lo_export(oid, text), lowrite(integer, bytea), lo_put(oid, bigint, bytea),
   lo_truncate(integer, integer), lo_truncate64(integer, bigint), lo_unlink(oid), pg_notify(text, text),
-  txid_current(), pg_current_xact_id() from public;
+  txid_current(), pg_current_xact_id(), pg_logical_emit_message(boolean, text, text, boolean),
+  pg_logical_emit_message(boolean, text, bytea, boolean) from public;
 create schema nwelt_guard;
 revoke all on schema nwelt_guard from public;
 select format($f$create function nwelt_guard.refuse_reader_ddl() returns event_trigger language plpgsql as $b$

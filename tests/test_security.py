@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import socket
+import struct
 import subprocess
+import threading
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from conftest import D1, ROOT, Project, new_project
+from conftest import D1, ROOT, Project, free_port, new_project
 
 # Every way a role with CONNECT + USAGE + SELECT could write in PostgreSQL 18. Each must fail
 # for the extract role, with `default_transaction_read_only` and `transaction_read_only` off.
@@ -25,6 +31,9 @@ READER_WRITES = [
     "select lo_truncate(0, 0)",
     "select lo_truncate64(0, 0)",
     "select lo_unlink(0)",
+    # WAL: a message of any size in the log
+    "select pg_logical_emit_message(false, 'x', 'x')",
+    "select pg_logical_emit_message(false, 'x', 'x'::bytea, true)",
     # tables, rows, locks
     "insert into shippers (shipper_id, company_name) values (99, 'x')",
     "update shippers set phone = phone",
@@ -226,3 +235,65 @@ def test_compose_source_locks_the_reader_down_alike() -> None:
     for function in READER_REVOKED_FUNCTIONS:
         assert function in script, f"docker/source-init.sh does not revoke {function}"
     assert "on ddl_command_start execute function nwelt_guard.refuse_reader_ddl()" in script
+
+
+@pytest.fixture
+def squatter() -> Iterator[tuple[int, list[bytes]]]:
+    """Another user's process on a stopped server's port, posing as PostgreSQL: it asks every
+    client for its password in clear text and keeps what each sends back."""
+    received: list[bytes] = []
+    server = socket.create_server(("127.0.0.1", free_port()))
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            with client, contextlib.suppress(OSError, struct.error):
+                client.settimeout(10)
+                while True:  # SSL and GSS requests, refused, then the startup message
+                    length = struct.unpack("!I", client.recv(4, socket.MSG_WAITALL))[0]
+                    if struct.unpack("!I", client.recv(length - 4, socket.MSG_WAITALL)[:4])[0] not in (80877103, 80877104):
+                        break
+                    client.sendall(b"N")
+                client.sendall(b"R" + struct.pack("!II", 8, 3))  # AuthenticationCleartextPassword
+                received.append(client.recv(4096))
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1], received
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("server", "command"),
+    [
+        ("WAREHOUSE", ["make", "--no-print-directory", "status", f"DATE={D1}", "NWELT_DB=external"]),
+        ("SOURCE", [".venv/bin/meltano", "invoke", "tap-postgres", "--discover"]),
+        ("WAREHOUSE", [".venv/bin/meltano", "invoke", "dbt-postgres:debug"]),
+        ("WAREHOUSE", [".venv/bin/meltano", "invoke", "target-postgres"]),
+    ],
+    ids=["nwelt", "tap-postgres", "dbt", "target-postgres"],
+)
+def test_a_process_squatting_the_servers_port_gets_no_password(
+    project: Project, squatter: tuple[int, list[bytes]], server: str, command: list[str]
+) -> None:
+    port, received = squatter
+    schema = '{"type": "SCHEMA", "stream": "t", "schema": {"properties": {"id": {"type": "integer"}}}, "key_properties": ["id"]}\n'
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **project.env, f"{server}_PG_PORT": str(port), "RUN_DATE": D1},
+        input=schema if command[-1] == "target-postgres" else "",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert 'authentication method requirement "scram-sha-256" failed' in result.stdout + result.stderr
+    assert received, "the client never reached the squatter"
+    assert all(not reply.startswith(b"p") for reply in received), "a client sent its password"
+    secrets = [project.settings.source.password.encode(), project.settings.warehouse.password.encode()]
+    assert not [s for s in secrets for reply in received if s in reply]

@@ -38,13 +38,14 @@ OS_USER = "embedded_postgres"
 SUPERUSER = "postgres"
 IDENT_MAP = "nwelt"
 
-# Large-object and transaction-id functions PUBLIC may call by default, each a write the
+# Large-object, transaction-id and WAL-message functions PUBLIC may call by default, each a write the
 # read-only extract role could make once it turns `default_transaction_read_only` off in its
 # session. Revoked from PUBLIC in the source database (docker/source-init.sh revokes the same).
 READER_REVOKED_FUNCTIONS = [
     *("lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)", "lo_import(text)", "lo_import(text, oid)"),
     *("lo_export(oid, text)", "lowrite(integer, bytea)", "lo_put(oid, bigint, bytea)", "lo_truncate(integer, integer)"),
     *("lo_truncate64(integer, bigint)", "lo_unlink(oid)", "pg_notify(text, text)", "txid_current()", "pg_current_xact_id()"),
+    *("pg_logical_emit_message(boolean, text, text, boolean)", "pg_logical_emit_message(boolean, text, bytea, boolean)"),
 ]
 
 
@@ -148,7 +149,8 @@ class EmbeddedPostgres:
         return subprocess.run([str(bin_dir() / exe), *args], capture_output=True, text=True, cwd=self.home, env=env, **as_user)
 
     def admin(self, database: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=database, autocommit=True)
+        host, port = str(self.socket_dir), self.port  # peer authentication: no password to give (require_auth)
+        return psycopg.connect(host=host, port=port, user=SUPERUSER, dbname=database, require_auth="none", autocommit=True)
 
     # -- lifecycle -------------------------------------------------------------------------
     def status(self) -> Status:
@@ -324,7 +326,8 @@ class EmbeddedPostgres:
             return
         script = sourcedata.ensure(self.settings, "northwind.sql")
         psql = [str(bin_dir() / "psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-p", str(self.port)]
-        result = subprocess.run([*psql, "-U", SUPERUSER, "-d", database, "-f", str(script)], capture_output=True, text=True)
+        env = {**os.environ, "PGREQUIREAUTH": "none"}  # peer, as admin()
+        result = subprocess.run([*psql, "-U", SUPERUSER, "-d", database, "-f", str(script)], capture_output=True, text=True, env=env)
         if result.returncode != 0:
             raise ConfigError(f"seeding {database} from {script} failed: {result.stderr.strip()[-2000:]}")
 

@@ -38,9 +38,10 @@ class PgConn:
     password: str
 
     def conninfo(self, **overrides: str) -> str:
-        """A libpq keyword/value string (the password is not logged anywhere by callers)."""
+        """A libpq keyword/value string (the password is not logged anywhere by callers). SCRAM only:
+        a server that asks for the password itself (one squatting a stopped server's port) gets none."""
         params = {"host": self.host, "port": str(self.port), "dbname": self.database, "user": self.user, "password": self.password}
-        params |= {"connect_timeout": "10", "application_name": "northwind-elt", **overrides}
+        params |= {"connect_timeout": "10", "application_name": "northwind-elt", "require_auth": "scram-sha-256", **overrides}
         return " ".join(f"{k}='{_quote(v)}'" for k, v in params.items())
 
     def describe(self) -> str:
