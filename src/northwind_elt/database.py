@@ -15,6 +15,7 @@ import hashlib
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,12 @@ class EmbeddedPostgres:
         if not settings.embedded:
             raise ConfigError("NWELT_DB=external: the database servers are not managed here")
         self.settings = settings
+        for what, path in (("NWELT_PG_HOME", settings.pg_home), ("the PostgreSQL binaries' folder", bin_dir())):
+            if special := sorted(set(str(path)) & set('"$`\\\n')):  # what double quotes do not keep from sh
+                raise ConfigError(
+                    f"{what} {path} holds {' '.join(map(repr, special))}: pg_ctl and initdb pass its path through a shell; "
+                    'move it to a folder without " $ ` \\ or a line break'
+                )
         self.home = settings.pg_home
         self.data = self.home / "data"
         self.log = self.home / "postgres.log"
@@ -208,7 +215,7 @@ class EmbeddedPostgres:
             self.log.touch(mode=0o600)
             self._chown(self.log)
         self.secure()
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -c unix_socket_permissions=0700 -c fsync=on"
+        options = f"-h 127.0.0.1 -p {self.port} -k {shlex.quote(str(self.socket_dir))} -c unix_socket_permissions=0700 -c fsync=on"
         result = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log), "-o", options)
         if result.returncode != 0 and not self.status().running:  # (running: another process started it)
             tail = self.log.read_text(errors="replace").strip().splitlines()[-5:] if self.log.exists() else []

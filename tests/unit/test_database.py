@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
+import shutil
+import tempfile
 import time
+from pathlib import Path
+
+import pytest
 
 from northwind_elt.database import EmbeddedPostgres
-from northwind_elt.settings import Settings
+from northwind_elt.errors import ConfigError
+from northwind_elt.settings import Settings, free_port
 
 
 def test_a_start_that_finds_the_server_starting_waits_until_it_accepts_connections(server: Settings) -> None:
@@ -31,3 +38,33 @@ def test_a_start_that_finds_the_server_starting_waits_until_it_accepts_connectio
         if first is not None and first.is_alive():
             first.kill()
         db.start()
+
+
+def test_a_server_folder_a_shell_would_expand_is_refused_before_any_shell_sees_it(server: Settings, tmp_path: Path) -> None:
+    """pg_ctl and initdb run the server through `sh -c` with paths in double quotes: `$(…)` in
+    NWELT_PG_HOME (a make variable) would run. Refused, in one line naming it."""
+    tmp_path.chmod(0o755)
+    witness = tmp_path / "ran"
+    home = tmp_path / f"pg$(touch {witness})"
+    settings = dataclasses.replace(server, pg_home=home, pg_port=free_port(57000))
+    with pytest.raises(ConfigError, match=r"^NWELT_PG_HOME .* holds '\$': pg_ctl and initdb pass its path through a shell"):
+        db = EmbeddedPostgres(settings)
+        db.init()
+        db.start()
+    assert not witness.exists()
+
+
+def test_a_server_folder_with_spaces_holds_the_server(server: Settings) -> None:
+    """A checkout in "My Projects": the socket folder inside it too (a short path)."""
+    folder = Path(tempfile.mkdtemp(prefix="my projects "))
+    folder.chmod(0o755)
+    db = EmbeddedPostgres(dataclasses.replace(server, pg_home=folder / "pg", pg_port=free_port(57100)))
+    assert " " in str(db.socket_dir)
+    try:
+        db.init()
+        db.start()
+        with db.admin() as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        db.stop()
+        shutil.rmtree(folder)
