@@ -131,6 +131,29 @@ def test_a_killed_runner_leaves_no_plugin_running_and_no_half_load(made: Project
     assert made.make("status", f"DATE={day}").returncode == 0
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
+def test_a_stopped_nwelt_stops_its_jobs_plugins_too(made: Project, sig: signal.Signals) -> None:
+    """Airflow's timeout, a Ctrl-C or a kill stops nwelt: dbt, a grandchild, stops with it and
+    writes nothing after the locks are free (it ran on, orphaned, for seconds)."""
+    day = {signal.SIGTERM: "2024-03-08", signal.SIGINT: "2024-03-09", signal.SIGKILL: "2024-03-10"}[sig]
+    made.make("pipeline", f"DATE={day}", check=True)
+    built = made.sql("select built_at from marts._orders_details_builds where snapshot_date = %s", (day,))
+    runner = subprocess.Popen(
+        [str(ROOT / ".venv/bin/nwelt"), "run", "transform", "--date", day],
+        cwd=ROOT,
+        env={**os.environ, **made.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert wait_for(lambda: any("/bin/dbt build" in c for c in processes_of(made))), "dbt never started"
+    runner.send_signal(sig)
+    assert runner.wait(30) == (-sig if sig == signal.SIGKILL else 128 + sig)
+    assert wait_for(lambda: not any("dbt" in c or "meltano" in c for c in processes_of(made)), 2), processes_of(made)
+    assert made.sql("select built_at from marts._orders_details_builds where snapshot_date = %s", (day,)) == built
+    assert outcomes(made, day)["transform"] == "interrupted"
+    made.make("pipeline", f"DATE={day}", "STEP=transform", check=True)
+
+
 def test_a_close_task_never_records_work_that_did_not_happen(made: Project) -> None:
     """`meltano run elt:open-transform elt:close-transform`: dbt never ran, so no success."""
     result = made.run(MELTANO, "run", "elt:open-transform", "elt:close-transform", env={"RUN_DATE": "2024-03-01"})

@@ -23,7 +23,7 @@ import psycopg
 from .errors import LedgerError, LockBusy
 from .ledger import connect
 from .registry import EXCLUSIVE, SHARED, get
-from .settings import Settings
+from .settings import Settings, job
 
 
 def key(name: str) -> int:
@@ -113,11 +113,12 @@ def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) ->
         owner = os.pidfd_open(owner_pid)  # alive: this task's parent
     except OSError as exc:
         raise LedgerError(f"cannot watch the `meltano run` process ({exc.strerror}): the locks need Linux 5.3+ (pidfd_open)") from None
+    group = owner_pid if job() and os.getpgid(owner_pid) == owner_pid else 0  # the group nwelt gave the job
     read, write = os.pipe()
     sys.stdout.flush()
     if os.fork() == 0:  # the holder: what it prints goes to the pipe
         os.close(read)
-        _hold(settings, step, day, owner, write)
+        _hold(settings, step, day, owner, group, write)
     os.close(write)
     os.close(owner)
     with os.fdopen(read) as replies:
@@ -143,8 +144,9 @@ def release(settings: Settings, holder: tuple[int, dt.datetime]) -> None:
         pass
 
 
-def _hold(settings: Settings, step: str, day: dt.date, owner: int, out: int) -> NoReturn:
-    """The holder: its own process session, the locks, a line on `out`, then wait for the end."""
+def _hold(settings: Settings, step: str, day: dt.date, owner: int, group: int, out: int) -> NoReturn:
+    """The holder: its own process session, the locks, a line on `out`, then wait for the end. A job
+    that ends without its close (killed) loses its process `group` (its plugins) before its locks."""
 
     def say(line: str) -> None:
         os.write(out, f"{line}\n".encode())
@@ -161,7 +163,12 @@ def _hold(settings: Settings, step: str, day: dt.date, owner: int, out: int) -> 
         pid, start = conn.execute("select pid, backend_start from pg_stat_activity where pid = pg_backend_pid()").fetchone()  # type: ignore[misc]
         say(f"held {pid} {start.isoformat()}")
         os.close(out)  # the open task has read all it needs
-        select.select([owner, conn.fileno(), home.fileno()], [], [])  # the job ended, or a session did
+        if owner in select.select([owner, conn.fileno(), home.fileno()], [], [])[0] and group:  # the job ended, or a session did
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+                for _ in range(200):  # gone, reaped: at most 10 s
+                    os.killpg(group, 0)
+                    time.sleep(0.05)
     except LockBusy as exc:
         say(f"busy {exc.message}")
     except BaseException as exc:  # reported by the open task, in one line

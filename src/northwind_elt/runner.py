@@ -47,14 +47,19 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _kill(job: subprocess.Popen[str]) -> None:
+    """Kill a Meltano job with its plugins (dbt, taps, targets): its process group."""
+    with suppress(ProcessLookupError):
+        os.killpg(job.pid, signal.SIGKILL)
+
+
 def stop_all(signum: int, frame: object) -> None:
     """The handler of SIGTERM, SIGINT and SIGHUP (Airflow's timeout, make's Ctrl-C): kill the Meltano
     jobs this process runs (their lock holders end with them), then exit."""
     with _children_lock:
         _stopping.set()
         for child in list(_children):
-            with suppress(ProcessLookupError):
-                child.kill()
+            _kill(child)
     sys.exit(128 + signum)
 
 
@@ -76,19 +81,27 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
     try:
         with log_path.open("a") as log:
             process = subprocess.Popen(
-                command, cwd=settings.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent
+                command,
+                cwd=settings.root,
+                env=env,
+                stdin=subprocess.DEVNULL,  # a background group reading the terminal would stop
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                preexec_fn=die_with_parent,
+                process_group=0,  # the job's own group: _kill reaches its plugins
             )
             with _children_lock:
                 _children.add(process)
                 if _stopping.is_set():  # stop_all ran while this job was starting
-                    process.kill()
+                    _kill(process)
             try:
                 code = _follow(settings, process, log, step, token, quiet)
             finally:
                 with _children_lock:
                     _children.discard(process)
                 if process.poll() is None:  # the log could not be written: stop the job
-                    process.kill()
+                    _kill(process)
                     process.wait()
     except OSError as exc:
         raise ConfigError(f"cannot write the log {log_path} of {step} for {day} ({exc.strerror}): free space, then rerun") from None
