@@ -235,7 +235,7 @@ class Landing:
     def _recorded(self, source: Source, day: dt.date) -> dict[str, dict[str, Any]]:
         """The tables the task marker of `source` for `day` records, each with its file list."""
         marker = self.task_marker(source, day)
-        if not marker.exists():
+        if not marker.is_file():
             raise GateError(f"{source.step} has not succeeded for {day} (no success marker {marker})", [source.rerun(day)])
         try:
             content = json.loads(marker.read_bytes())
@@ -282,13 +282,16 @@ class Landing:
             )
         return found
 
+    def _marker(self, source: Source, day: dt.date) -> bytes | None:
+        """The task marker's bytes; None if there is no marker file (a folder or FIFO there is not read)."""
+        path = self.task_marker(source, day)
+        return path.read_bytes() if path.is_file() else None
+
     def marker_checksum(self, source: Source, day: dt.date) -> str | None:
         """SHA-256 of `source`'s task marker for `day` (None: no marker): what the extract's close
         records in the ledger, and what the load's gate finds there."""
-        try:
-            return hashlib.sha256(self.task_marker(source, day).read_bytes()).hexdigest()
-        except FileNotFoundError:
-            return None
+        marker = self._marker(source, day)
+        return None if marker is None else hashlib.sha256(marker).hexdigest()
 
     def landed_checksum(self, day: dt.date) -> str | None:
         """SHA-256 of day D as this DATA_DIR landed it: the bytes of both task markers, which record
@@ -296,9 +299,7 @@ class Landing:
         it, transform and export compare it (docs/decisions.md, "Provenance in side tables")."""
         digest = hashlib.sha256()
         for name, source in sorted(SOURCES.items()):
-            try:
-                marker = self.task_marker(source, day).read_bytes()
-            except FileNotFoundError:
+            if (marker := self._marker(source, day)) is None:
                 return None
             digest.update(f"{name}\0{len(marker)}\0".encode())
             digest.update(marker)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 import socket
 import sys
@@ -212,9 +213,9 @@ def parse_date(raw: str | None, name: str = "DATE", now: dt.datetime | None = No
     if raw is None or raw.strip() == "":
         return today
     try:
-        day = dt.date.fromisoformat(raw.strip())
-        if len(raw.strip()) != 10:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw.strip(), re.ASCII):  # fromisoformat takes 2024-W27-1 too
             raise ValueError
+        day = dt.date.fromisoformat(raw.strip())
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a date: use the form YYYY-MM-DD, e.g. {name}=2024-01-01") from None
     if day > latest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import tempfile
@@ -125,6 +126,16 @@ def _delete_task_marker(landing: Landing) -> None:
     landing.task_marker(POSTGRES, DAY).unlink()
 
 
+def _task_marker_a_folder(landing: Landing) -> None:
+    landing.task_marker(POSTGRES, DAY).unlink()
+    landing.task_marker(POSTGRES, DAY).mkdir()
+
+
+def _task_marker_a_fifo(landing: Landing) -> None:
+    landing.task_marker(POSTGRES, DAY).unlink()
+    os.mkfifo(landing.task_marker(POSTGRES, DAY))
+
+
 DAMAGE: dict[str, Callable[[Landing], None]] = {
     "truncated": _truncate,
     "line-dropped": _drop_a_line,
@@ -134,6 +145,8 @@ DAMAGE: dict[str, Callable[[Landing], None]] = {
     "table-success-deleted": _delete_table_success,
     "table-folder-deleted": _delete_table_folder,
     "task-marker-deleted": _delete_task_marker,
+    "task-marker-a-folder": _task_marker_a_folder,
+    "task-marker-a-fifo": _task_marker_a_fifo,  # never opened: reading a FIFO waits for a writer
 }
 
 
@@ -152,6 +165,8 @@ def test_the_gate_refuses_damage_and_names_the_rerun(tmp_path: Path, damage: str
     assert "make extract-postgres DATE=2024-01-01" in message
     assert "make extract-csv" not in message  # the csv task is intact: only the broken one is named
     landing.verify(CSV, DAY)
+    if damage.startswith("task-marker"):  # status and the later gates see no landing
+        assert landing.marker_checksum(POSTGRES, DAY) is None and landing.landed_checksum(DAY) is None
 
 
 def test_a_day_never_extracted_is_refused_naming_both_tasks(tmp_path: Path) -> None:

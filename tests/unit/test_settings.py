@@ -151,3 +151,11 @@ def test_the_day_d_is_accepted_from_00_00_utc_of_d_in_every_time_zone(zone: str,
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize("raw", ["2024-W27-1", "2024-183", "20240701", "2024-07-01T00:00", "\uff12\uff10\uff12\uff14-07-01"])
+def test_only_the_form_yyyy_mm_dd_is_a_date(raw: str) -> None:
+    """Python's fromisoformat also takes week dates (2024-W27-1, ten characters like a day),
+    which dbt's check refuses: the day would be loaded, then the transform refused."""
+    with pytest.raises(ConfigError, match=r"is not a date: use the form YYYY-MM-DD"):
+        settings.parse_date(raw, name="RUN_DATE")
