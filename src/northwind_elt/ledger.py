@@ -134,10 +134,13 @@ class Ledger:
             conn.execute(sql.SQL("update ops.runs set {} = %s where run_id = %s").format(sql.Identifier(column)), (value, run_id))
 
     def produced(self, step: str, day: dt.date, marker: str) -> bool:
-        """Whether a run of the extract `step` for `day` succeeded publishing the task marker of digest `marker`."""
+        """Whether the latest run of the extract `step` for `day` succeeded publishing the task marker
+        of digest `marker` (a later failed run leaves the files, but says their day is not done)."""
         with self._conn() as conn:
-            query = "select 1 from ops.runs where day = %s and step = %s and outcome = 'succeeded' and landing = %s limit 1"
-            return conn.execute(query, (day, step, marker)).fetchone() is not None
+            query = (
+                "select outcome = 'succeeded' and landing = %s from ops.runs where day = %s and step = %s order by started_at desc limit 1"
+            )
+            return conn.execute(query, (marker, day, step)).fetchone() == (True,)
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[Run]:
         columns = _COLUMNS.replace("outcome", _OUTCOME, 1) + ", started_at < pg_postmaster_start_time()"  # began before a restart

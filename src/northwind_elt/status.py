@@ -9,23 +9,28 @@ from collections.abc import Sequence
 from .console import StepResult, next_commands, without_commands
 from .errors import LedgerError
 from .export import output_paths
-from .landing import Landing
+from .landing import SOURCES, Landing
 from .ledger import Ledger, Run
 from .registry import NAMES, get
 from .settings import Settings
 
 
-def step_states(runs: dict[str, Run], landed: str | None = None, exported: bool = True) -> dict[str, str]:
+def step_states(
+    runs: dict[str, Run], landed: str | None = None, exported: bool = True, markers: dict[str, str | None] | None = None
+) -> dict[str, str]:
     """succeeded / failed / interrupted / running / not run / stale: an upstream step is not
     succeeded, or the step worked from another landing of the day than `landed` (the landed
     checksum now, which the gates compare; unknown: an upstream run ended after it began), or
-    (the export) its files are gone (`exported` False)."""
+    (an extract) its task marker is not the one it published (`markers`: each extract's now,
+    None if gone), or (the export) its files are gone (`exported` False)."""
     states: dict[str, str] = {}
     for step in NAMES:
         run = runs.get(step)
         states[step] = "not run" if run is None else run.outcome
         if run is None or run.outcome != "succeeded":
             continue
+        if markers is not None and step in markers and run.landing and markers[step] != run.landing:
+            states[step] = "stale"  # what the load's gate refuses
         for up in get(step).upstream:
             ended = runs[up].ended_at if up in runs else None
             since = run.landing != landed if run.landing and landed else bool(ended and ended > run.started_at)
@@ -56,15 +61,26 @@ def failure_advice(settings: Settings, failed: StepResult) -> list[str]:
     failure (from the failed step on if the ledger is out of reach)."""
     try:
         runs = Ledger(settings).latest(failed.day)
-        states = step_states(runs, Landing(settings.data_dir).landed_checksum(failed.day))
+        states = step_states(runs, *on_disk(settings, failed.day))
     except LedgerError:
         runs, states = {}, dict.fromkeys(NAMES, "succeeded")
     return resume_advice(failed.day, states | {failed.step: "failed"}, _causes(runs, states) | {failed.step: failed.cause})
 
 
-def report(runs: dict[str, Run], day: dt.date, landed: str | None = None, exported: bool = True) -> tuple[bool, list[str]]:
+OnDisk = tuple[str | None, bool, dict[str, str | None] | None]  # step_states' landed, exported, markers
+UNKNOWN: OnDisk = (None, True, None)
+
+
+def on_disk(settings: Settings, day: dt.date) -> OnDisk:
+    """What status compares the ledger with: the landed checksum, the export's files, the task markers."""
+    landing = Landing(settings.data_dir)
+    markers = {s.step: landing.marker_checksum(s, day) for s in SOURCES.values()}
+    return landing.landed_checksum(day), all(path.exists() for path in output_paths(settings, day)), markers
+
+
+def report(runs: dict[str, Run], day: dt.date, disk: OnDisk = UNKNOWN) -> tuple[bool, list[str]]:
     """The detailed view of a day: one line a step, then the commands that finish it."""
-    states = step_states(runs, landed, exported)
+    states = step_states(runs, *disk)
     lines = [f"day {day}", f"  {'step':<17} {'outcome':<12} {'rows':>8} {'seconds':>8}  note"]
     commands = resume_advice(day, states, _causes(runs, states))
     for step in NAMES:
@@ -79,9 +95,9 @@ def report(runs: dict[str, Run], day: dt.date, landed: str | None = None, export
 COMPACT_HEADER = f"{'day':<10}  {'state':<28} {'exported':>8}  {'slowest step':<26} next"
 
 
-def compact(runs: dict[str, Run], day: dt.date, landed: str | None = None, exported: bool = True) -> tuple[bool, list[str]]:
+def compact(runs: dict[str, Run], day: dt.date, disk: OnDisk = UNKNOWN) -> tuple[bool, list[str]]:
     """One line for a day: its state, the rows its export wrote, its slowest step, the next command."""
-    states = step_states(runs, landed, exported)
+    states = step_states(runs, *disk)
     step, commands = first_incomplete(states), resume_advice(day, states, _causes(runs, states))
     state = "complete" if step is None else f"{step} {states[step]}" if runs else "not run"
     export = runs.get(NAMES[-1])
@@ -103,9 +119,8 @@ def print_status(settings: Settings, days: Sequence[dt.date], one_line: bool, co
     latest: dict[dt.date, dict[str, Run]] = {day: {} for day in days}
     for run in Ledger(settings).between(days[0], days[-1]):  # one query, oldest run first
         latest[run.day][run.step] = run
-    landing, view = Landing(settings.data_dir), compact if one_line else report
-    exported = {day: all(path.exists() for path in output_paths(settings, day)) for day in days}
-    reports = {day: view(runs, day, landing.landed_checksum(day), exported[day]) for day, runs in latest.items()}
+    view = compact if one_line else report
+    reports = {day: view(runs, day, on_disk(settings, day)) for day, runs in latest.items()}
     lines = ([COMPACT_HEADER] if one_line else []) + [line for _, shown in reports.values() for line in shown]
     incomplete = [day for day, (ok, _) in reports.items() if not ok]
     if incomplete:

@@ -31,13 +31,14 @@ def _open_extract(settings: Settings, run: Run) -> None:
 
 def _open_load(settings: Settings, run: Run) -> None:
     """The gate of step 2: both step-1 tasks succeeded for D (their markers, and the ledger's record
-    of what they published), and their files are intact, copied as verified for the load to read."""
+    of what their latest runs published), and their files are intact, copied as verified for the load."""
     landing, ledger = Landing(settings.data_dir, settings.staging_root), Ledger(settings)
     landing.check_day(run.day, copy=True)
     if unknown := [s for s in SOURCES.values() if not ledger.produced(s.step, run.day, landing.marker_checksum(s, run.day) or "")]:
         raise GateError(
-            f"step 2 (load) refuses to run for {run.day}: the run ledger has no successful {' or '.join(s.step for s in unknown)} "
-            f"of {run.day} that published these files (they were rewritten with their checksums, or landed elsewhere)",
+            f"step 2 (load) refuses to run for {run.day}: the run ledger's latest {' and '.join(s.step for s in unknown)} of "
+            f"{run.day} did not succeed publishing these files (it failed or was stopped, or the files were rewritten with their "
+            "checksums, or landed elsewhere)",
             [s.rerun(run.day) for s in unknown],
         )
     warehouse.drop_load_schema(settings, run.day)  # left by a failed or killed load of the day

@@ -21,6 +21,10 @@ import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("northwind_elt_dag", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+run = SimpleNamespace(run_after=datetime(2024, 1, 2, 21, tzinfo=timezone(timedelta(hours=-5))))  # 2024-01-03 UTC
+print(json.dumps({"days": [module.day_of(run, "2024-01-01"), module.day_of(run, None)]}))
 print(json.dumps({t.task_id: sorted(t.upstream_task_ids) for t in module.dag.tasks}))
 """
 
@@ -33,7 +37,8 @@ def test_the_dag_imports_and_its_graph_is_the_registry(tmp_path: Path) -> None:
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     result = subprocess.run([str(PYTHON), "-c", SCRIPT, str(DAG)], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    graph = json.loads(result.stdout.strip().splitlines()[-1])
+    *_, days, graph = map(json.loads, result.stdout.strip().splitlines())
+    assert days == {"days": ["2024-01-01", "2024-01-03"]}  # a run without a logical date: the UTC day it ran after
     assert graph == {s.task_id: sorted(registry.get(u).task_id for u in s.upstream) for s in registry.STEPS}
 
 

@@ -72,14 +72,33 @@ def test_load_takes_only_a_landing_the_ledger_saw_step_1_publish(warehouse: Sett
     with pytest.raises(GateError) as refused:
         tasks._open_load(warehouse, load)
     assert (
-        "the run ledger has no successful extract-postgres or extract-csv of 2024-01-01 that published these files" in refused.value.message
+        "the run ledger's latest extract-postgres and extract-csv of 2024-01-01 did not succeed publishing these files"
+        in refused.value.message
     )
     extracted(warehouse, landing, POSTGRES, CSV)
     tasks._open_load(warehouse, load)  # no refusal
     land_day(warehouse.data_dir, line_count=6)  # the CSV's day rewritten with consistent checksums, not by step 1
     with pytest.raises(GateError) as refused:
         tasks._open_load(warehouse, load)
-    assert "no successful extract-csv of 2024-01-01" in refused.value.message
+    assert "latest extract-csv of 2024-01-01 did not succeed" in refused.value.message
+    assert refused.value.fixes == [Fix(step="extract-csv", day=DAY)]
+
+
+@pytest.mark.parametrize("outcome", ["failed", "running"])  # running: a run killed (its row stays running)
+def test_load_refuses_when_the_latest_extract_failed_though_an_earlier_one_published_the_files(warehouse: Settings, outcome: str) -> None:
+    """A rerun of extract-csv that failed (bad CSV) leaves the earlier files in place; loading them
+    would ignore that the day's last step 1 failed, which status shows."""
+    ledger = Ledger(warehouse)
+    landing = land_day(warehouse.data_dir)
+    extracted(warehouse, landing, POSTGRES, CSV)
+    load = ledger.begin(DAY, "load", 1, None)
+    tasks._open_load(warehouse, load)  # no refusal
+    rerun = ledger.begin(DAY, CSV.step, 1, None)
+    if outcome == "failed":
+        ledger.finish(rerun.run_id, "failed", error="CsvInputError: …")
+    with pytest.raises(GateError) as refused:
+        tasks._open_load(warehouse, load)
+    assert "latest extract-csv of 2024-01-01 did not succeed" in refused.value.message
     assert refused.value.fixes == [Fix(step="extract-csv", day=DAY)]
 
 

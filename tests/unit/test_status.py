@@ -205,3 +205,16 @@ def test_a_failed_steps_summary_shows_the_seconds_status_shows(
     run = Ledger(warehouse).latest(DAY)["load"]
     assert not result.ok and run.outcome == "failed" and run.seconds is not None and run.seconds < 1
     assert result.seconds == run.seconds
+
+
+@pytest.mark.parametrize("marker", [None, "another"], ids=["marker-gone", "marker-rewritten"])
+def test_an_extract_whose_task_marker_is_not_the_one_it_published_is_stale(marker: str | None) -> None:
+    """Status says what the load's gate would: the day's landing is not what step 1 published, so
+    the extract reruns (it said `complete`, or `make load`, which the gate then refused)."""
+    runs = {step: dataclasses.replace(r, landing="published") for step, r in complete_day().items()}
+    markers = {"extract-postgres": "published", "extract-csv": marker}
+    states = status.step_states(runs, None, True, markers)
+    assert [states[s] for s in status.NAMES] == ["succeeded", "stale", "stale", "stale", "stale"]
+    ok, lines = status.report(runs, DAY, (None, True, markers))
+    assert not ok and "next: make extract-csv DATE=2024-01-01" in [line.strip() for line in lines]
+    assert status.step_states(runs, None, True, dict.fromkeys(markers, "published"))["export"] == "succeeded"

@@ -47,6 +47,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from airflow.exceptions import AirflowException
 from airflow.providers.standard.operators.python import PythonOperator
@@ -98,8 +99,15 @@ def step_command(step: str, ds: str) -> list[str]:
     return [str(NWELT), "run", step, "--date", ds, "--wait", str(LOCK_WAIT_SECONDS)]
 
 
-def run_step(step: str, ds: str) -> None:
-    """Run the step for the logical date, its output in the task log; stop it with the task."""
+def day_of(dag_run: Any, ds: str | None) -> str:
+    """The run's day: its logical date; for a run triggered without one (`airflow dags trigger`'s
+    default), the UTC day it was triggered for."""
+    return ds or dag_run.run_after.astimezone(timezone.utc).date().isoformat()
+
+
+def run_step(step: str, dag_run: Any, ds: str | None = None) -> None:
+    """Run the step for the run's day, its output in the task log; stop it with the task."""
+    ds = day_of(dag_run, ds)
     command = step_command(step, ds)
     print("running:", " ".join(command), flush=True)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
