@@ -116,6 +116,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.serial)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def enterable_temp_folders(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As root, the embedded server runs as another OS user, which must enter the folders above
+    its home; the project never opens those itself, and pytest's are private: the tests open
+    theirs for entering (o+x), as a user running as root would choose to."""
+    base = tmp_path_factory.getbasetemp()
+    for folder in (base, base.parent):
+        folder.chmod(folder.stat().st_mode | 0o001)
+
+
 def free_port() -> int:
     """A port nothing listens on at 127.0.0.1 now, chosen by the kernel (a fixed one may be some
     client's ephemeral port just then)."""

@@ -145,6 +145,7 @@ def scratch_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from northwind_elt.database import EmbeddedPostgres, bin_dir
 
     monkeypatch.setenv("NWELT_DB", "embedded")
+    tmp_path.chmod(0o711)  # the server's OS user enters it (tests run as root)
     monkeypatch.setenv("NWELT_PG_HOME", str(tmp_path / "pg"))
     monkeypatch.setenv("NWELT_PG_PORT", str(free_port()))
     server = EmbeddedPostgres(settings_mod.load())

@@ -25,6 +25,7 @@ def external(tmp_path_factory: pytest.TempPathFactory, database: None) -> Iterat
     """Servers that are not the dev one: a second cluster, seeded, with the roles, on its own port."""
     port = free_port()
     home = tmp_path_factory.mktemp("external-pg")
+    home.chmod(0o711)  # the server's OS user enters it (tests run as root)
     data_dir = tmp_path_factory.mktemp("data-prod")
     server = Project(
         data_dir,

@@ -229,7 +229,7 @@ def test_a_consistent_edit_of_a_landed_day_is_refused_and_the_raw_key_catches_a_
     refused = loaded.make("load", f"DATE={day}")
     assert refused.returncode != 0
     assert f"the run ledger's latest extract-postgres of {day} did not succeed publishing these files" in refused.stderr
-    assert f"make extract-postgres DATE={day}" in refused.stderr
+    assert f"resume: make pipeline DATE={day}\n" in refused.stderr  # extract-postgres first: the whole day
     forged = hashlib.sha256(marker.read_bytes()).hexdigest()  # a writer of the ledger as well as of the data folder
     loaded.sql("update ops.runs set landing = %s where day = %s and step = 'extract-postgres' and outcome = 'succeeded'", (forged, day))
     result = loaded.make("load", f"DATE={day}")

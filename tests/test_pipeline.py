@@ -158,6 +158,11 @@ def test_order_details_without_rows_is_refused_and_the_day_stays_whole(done: Pro
     assert done.day_files(D1) == landed  # previous files kept (extract-postgres rewrote its own identically)
     assert _digests(done.data_dir / "output" / D1) == out
     assert _raw_rows(done, D1) == _mart_rows(done, D1) == _exported_rows(done, D1)[0] == 2155
+    # the day's latest extract-csv failed: the load refuses its files until a rerun succeeds
+    assert "did not succeed publishing these files" in done.make("load", f"DATE={D1}").stderr
+    done.make("extract-csv", f"DATE={D1}", check=True)
+    assert done.day_files(D1) == landed
+    done.make("pipeline", f"DATE={D1}", "STEP=load", check=True)
 
 
 def test_the_mart_holds_exactly_the_raw_order_lines_of_a_day_even_none(done: Project) -> None:
@@ -196,9 +201,10 @@ def test_export_writes_only_rows_built_from_this_data_dir(done: Project, tmp_pat
     result = done.make("export", f"DATE={D1}")
     assert result.returncode != 0
     assert "built from other landed files" in result.stderr
-    # status reads this DATA_DIR's load as stale (the warehouse holds the other's): resume from it
-    assert f"resume: make load DATE={D1}\n  then:   make pipeline DATE={D1} STEP=transform" in result.stderr, result.stderr
+    # the ledger's latest extract-csv of D1 published the other's files: this one's extract reruns
+    assert f"resume: make extract-csv DATE={D1}\n  then:   make pipeline DATE={D1} STEP=load" in result.stderr, result.stderr
     assert _digests(out) == before
+    done.make("extract-csv", f"DATE={D1}", check=True)
     done.make("pipeline", f"DATE={D1}", "STEP=load", check=True)
     assert _digests(out) == before  # the rows of this DATA_DIR again, byte for byte
     # the exported columns are the mart's, without provenance

@@ -116,6 +116,8 @@ def _day_range(args: argparse.Namespace, command: str) -> list[dt.date]:
     end = settings_mod.parse_date(args.end, name="END")
     if end < start:
         raise ConfigError(f"END={end} is before START={start}: {command} needs START <= END")
+    if (end - start).days >= 36600:  # as DAYS
+        raise ConfigError(f"START={start} END={end}: {command} takes at most 36600 days at once")
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 

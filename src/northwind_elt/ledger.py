@@ -81,7 +81,11 @@ def connect(settings: Settings, server: PgConn | None = None, **options: str) ->
                 conn.execute(SCHEMA)
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        fix = "start it with `make db-up`" if settings.embedded else "check WAREHOUSE_PG_* and that the server runs"
+        fix = (
+            "run `make db-up` (it starts the server and sets the passwords .env holds)"
+            if settings.embedded
+            else "check WAREHOUSE_PG_* and that the server runs"
+        )
         raise LedgerError(f"cannot use the run ledger on the warehouse {where}: {first}; {fix}") from None
     _READY.add(where)
     return conn

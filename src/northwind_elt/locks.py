@@ -164,11 +164,8 @@ def _hold(settings: Settings, step: str, day: dt.date, owner: int, group: int, o
         say(f"held {pid} {start.isoformat()}")
         os.close(out)  # the open task has read all it needs
         if owner in select.select([owner, conn.fileno(), home.fileno()], [], [])[0] and group:  # the job ended, or a session did
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError):  # once sent, no process of the group runs again
                 os.killpg(group, signal.SIGKILL)
-                for _ in range(200):  # gone, reaped: at most 10 s
-                    os.killpg(group, 0)
-                    time.sleep(0.05)
     except LockBusy as exc:
         say(f"busy {exc.message}")
     except BaseException as exc:  # reported by the open task, in one line

@@ -24,6 +24,7 @@ AIRFLOW_DAY=${AIRFLOW_DAY:-2024-01-02}
 export CELERY_DAYS=${CELERY_DAYS:-2024-01-03 2024-01-04 2024-01-05 2024-01-06} KILL_DAY=${KILL_DAY:-2024-01-07}
 export COMPOSE_PROJECT_NAME=nwelt-compose-test
 work=$(mktemp -d /tmp/nwelt-test-compose.XXXXXX)
+chmod 711 "$work"   # the embedded server's OS user (as root) enters it; the project never opens it
 started=$SECONDS
 say() { printf 'test-compose [%3ds]: %s\n' $((SECONDS - started)) "$*"; }
 fail() { say "FAILED: $*" >&2; exit 1; }

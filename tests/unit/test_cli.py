@@ -67,6 +67,7 @@ def test_a_bad_date_is_one_line_naming_it(capsys: pytest.CaptureFixture[str]) ->
         (["status", "--start", "2024-01-02", "--end", "2024-01-01"], "ConfigError: END=2024-01-01 is before START=2024-01-02"),
         (["status", "--start", "2024-01-01", "--end", "2024-01-02", "--days", "3"], "ConfigError: status takes START and END, or DATE"),
         (["backfill", "--end", "2024-01-01"], "ConfigError: backfill needs START=YYYY-MM-DD and END=YYYY-MM-DD"),
+        (["status", "--start", "0001-01-01", "--end", "2024-01-01"], "ConfigError: START=0001-01-01 END=2024-01-01: status takes at most"),
     ],
 )
 def test_a_bad_range_is_one_line_naming_it(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:

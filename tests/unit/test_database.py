@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -68,3 +70,17 @@ def test_a_server_folder_with_spaces_holds_the_server(server: Settings) -> None:
     finally:
         db.stop()
         shutil.rmtree(folder)
+
+
+def test_a_folder_above_the_project_is_never_opened_to_the_servers_user(server: Settings, tmp_path: Path) -> None:
+    """As root the server runs as another OS user, which must enter the folders above its home. A
+    private one outside the project (/root) is refused, naming it, never opened to every user."""
+    if os.geteuid() != 0:
+        pytest.skip("only root runs the server as another OS user")
+    tmp_path.chmod(0o711)
+    closed = tmp_path / "private"
+    closed.mkdir(mode=0o700)
+    db = EmbeddedPostgres(dataclasses.replace(server, pg_home=closed / "pg", pg_port=free_port(57200)))
+    with pytest.raises(ConfigError, match=rf"cannot enter {closed} \(mode 700\): put the project"):
+        db.init()
+    assert stat.S_IMODE(closed.stat().st_mode) == 0o700

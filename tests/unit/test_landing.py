@@ -169,6 +169,18 @@ def test_the_gate_refuses_damage_and_names_the_rerun(tmp_path: Path, damage: str
         assert landing.marker_checksum(POSTGRES, DAY) is None and landing.landed_checksum(DAY) is None
 
 
+def test_a_publish_removes_what_a_killed_publish_of_the_day_left(tmp_path: Path) -> None:
+    landing = land_day(tmp_path)
+    parent = landing.day_dir(POSTGRES, "orders", DAY).parent
+    leftovers = [parent / f".{DAY}.1234abcd.building", parent / f".{DAY}.old.1234abcd"]
+    another_days = parent / f".{DAY.replace(day=2)}.1234abcd.building"
+    for folder in [*leftovers, another_days]:
+        folder.mkdir()
+        (folder / "orders.jsonl").write_text("{}\n")
+    land_day(tmp_path)
+    assert not any(folder.exists() for folder in leftovers) and another_days.exists()
+
+
 def test_a_day_never_extracted_is_refused_naming_both_tasks(tmp_path: Path) -> None:
     landing = Landing(tmp_path)
     with pytest.raises(GateError) as refused:
