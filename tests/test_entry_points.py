@@ -135,7 +135,7 @@ def test_a_killed_runner_leaves_no_plugin_running_and_no_half_load(made: Project
 def test_a_stopped_nwelt_stops_its_jobs_plugins_too(made: Project, sig: signal.Signals) -> None:
     """Airflow's timeout, a Ctrl-C or a kill stops nwelt: dbt, a grandchild, stops with it and
     writes nothing after the locks are free (it ran on, orphaned, for seconds)."""
-    day = {signal.SIGTERM: "2024-03-08", signal.SIGINT: "2024-03-09", signal.SIGKILL: "2024-03-10"}[sig]
+    day = {signal.SIGTERM: "2024-03-20", signal.SIGINT: "2024-03-21", signal.SIGKILL: "2024-03-22"}[sig]
     made.make("pipeline", f"DATE={day}", check=True)
     built = made.sql("select built_at from marts._orders_details_builds where snapshot_date = %s", (day,))
     runner = subprocess.Popen(
@@ -181,8 +181,9 @@ def test_transform_refuses_raw_rows_another_data_dir_loaded(made: Project, tmp_p
     refused = made.make("transform", f"DATE={day}")
     assert refused.returncode != 0
     assert "the warehouse's raw rows of 2024-03-08 were loaded from other landed files than this DATA_DIR's" in refused.stderr
-    # this DATA_DIR's load reads as stale (the warehouse holds the other's): the day from the load on
-    assert f"resume: make load DATE={day}\n  then:   make pipeline DATE={day} STEP=transform" in refused.stderr, refused.stderr
+    # the ledger's latest extract-csv published the other's files: this DATA_DIR's extract reruns
+    assert f"resume: make extract-csv DATE={day}\n  then:   make pipeline DATE={day} STEP=load" in refused.stderr, refused.stderr
+    made.make("extract-csv", f"DATE={day}", check=True)
     made.make("pipeline", f"DATE={day}", "STEP=load", check=True)  # this DATA_DIR's day again
 
 

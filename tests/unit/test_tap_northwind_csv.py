@@ -214,7 +214,7 @@ def test_wrong_column_count(tmp_path: Path) -> None:
 def test_text_in_integer_column(tmp_path: Path) -> None:
     path = write_csv(tmp_path, f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,abc,0\n")
     message = sync_error(make_config(path))
-    assert message == (f"{path} line 3, column quantity: 'abc' is not an integer; fix the row and rerun make extract-csv")
+    assert message == (f"{path} line 3, column quantity: 'abc' is not an integer; fix the row and rerun extract-csv for the day")
 
 
 def test_text_in_decimal_column(tmp_path: Path) -> None:
@@ -447,7 +447,7 @@ def test_decimals_outside_a_doubles_range_are_refused(tmp_path: Path, text: str)
     message = sync_error(make_config(path, DECIMALS))
     assert message.startswith(f"{path} line 3, column unit_price: {text!r} is outside a double's range")
     assert "2.2250738585072014E-308 to 1.7976931348623157E+308" in message
-    assert message.endswith("fix the row and rerun make extract-csv")
+    assert message.endswith("fix the row and rerun extract-csv for the day")
 
 
 def test_decimal_with_more_digits_after_the_point_than_numeric_keeps_is_refused(tmp_path: Path) -> None:
@@ -480,7 +480,7 @@ def test_integers_must_fit_the_warehouse_bigint(tmp_path: Path, capsys: pytest.C
     shown = repr(text) if len(text) <= 80 else f"'{text[:40]}…' ({len(text)} characters)"
     assert message == (
         f"{path} line 2, column order_id: {shown} is outside the warehouse's bigint range "
-        "(-9223372036854775808 to 9223372036854775807); fix the row and rerun make extract-csv"
+        "(-9223372036854775808 to 9223372036854775807); fix the row and rerun extract-csv for the day"
     )
 
 
@@ -498,7 +498,9 @@ def test_integers_must_fit_the_warehouse_bigint(tmp_path: Path, capsys: pytest.C
 def test_a_value_the_warehouse_type_cannot_hold_is_refused_where_it_enters(tmp_path: Path, column: str, text: str, limit: str) -> None:
     values = {"order_id": "10248", "product_id": "11", "unit_price": "14", "quantity": "12", "discount": "0", column: text}
     path = write_csv(tmp_path, f"{HEADER}\n{','.join(values.values())}\n")
-    assert sync_error(make_config(path)) == f"{path} line 2, column {column}: {text!r} {limit}; fix the row and rerun make extract-csv"
+    assert (
+        sync_error(make_config(path)) == f"{path} line 2, column {column}: {text!r} {limit}; fix the row and rerun extract-csv for the day"
+    )
 
 
 @pytest.mark.parametrize(
@@ -537,5 +539,5 @@ def test_a_csv_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path: P
     message = sync_error(make_config(fifo))
     assert message == (
         f"{fifo}: not a regular file (a directory, FIFO, socket or device); check that ORDER_DETAILS_CSV "
-        "(the `paths.order_details` setting) names a readable CSV file, then rerun make extract-csv"
+        "(the `paths.order_details` setting) names a readable CSV file, then rerun extract-csv for the day"
     )

@@ -35,7 +35,7 @@ if t.TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
-RERUN = "rerun make extract-csv"
+RERUN = "rerun extract-csv for the day"
 POINT_AT_IT = "check that ORDER_DETAILS_CSV (the `paths.order_details` setting) names a readable CSV file, then " + RERUN
 
 # JSON schema for each supported column type (nullable; key columns are not); numeric(p,s) is a number.
