@@ -219,7 +219,7 @@ class Bench:
     def _psql(self, conn, script: Path, name: str, run: int) -> Sample:  # type: ignore[no-untyped-def]
         from northwind_elt.database import bin_dir
 
-        env = self.env | {"PGPASSWORD": conn.password}
+        env = self.env | {"PGPASSWORD": conn.password, "PGREQUIREAUTH": "scram-sha-256"}
         cmd = [
             str(bin_dir() / "psql"),
             "-X",

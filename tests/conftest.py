@@ -122,8 +122,9 @@ def enterable_temp_folders(tmp_path_factory: pytest.TempPathFactory) -> None:
     its home; the project never opens those itself, and pytest's are private: the tests open
     theirs for entering (o+x), as a user running as root would choose to."""
     base = tmp_path_factory.getbasetemp()
-    for folder in (base, base.parent):
-        folder.chmod(folder.stat().st_mode | 0o001)
+    for folder in [base, *base.parents]:  # pytest-of-<user>/pytest-N[/popen-gwK]: the others are open
+        if not folder.stat().st_mode & 0o001:
+            folder.chmod(folder.stat().st_mode | 0o001)
 
 
 def free_port() -> int:

@@ -203,7 +203,7 @@ class EmbeddedPostgres:
     def _reach(self, path: Path) -> None:
         """As root, let the server's OS user enter every folder above `path`: the project's own gain
         o+x (enter, not list); one above the project is never opened, but refused in one line."""
-        for folder in reversed(path.parents):
+        for folder in reversed(path.resolve().parents):  # the real folders: a link in the project may lead out
             mode = folder.stat().st_mode
             if mode & 0o001:
                 continue

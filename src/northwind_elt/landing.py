@@ -125,7 +125,7 @@ class Landing:
         if not streams:
             raise PublishError(f"the {source.tap} catalog lists no streams: check the source", [source.rerun(day)])
         for leftover in (self.data_dir / source.name).glob(f"*/.{day.isoformat()}.*"):  # a killed publish's (day locked)
-            shutil.rmtree(leftover, ignore_errors=True)
+            _remove(leftover)
         built: list[tuple[Path, Path]] = []  # (building folder, final folder)
         tables: dict[str, dict[str, Any]] = {}
         try:
@@ -139,17 +139,13 @@ class Landing:
                 tables[table] = self._build_table(source, day, table, stream, building)
             # 2. swap: invalidate the marker, rename each folder in, write the marker last
             marker = self.task_marker(source, day)
-            marker.unlink(missing_ok=True)
+            _remove(marker)
             for building, final in built:
                 replace_dir(building, final)
                 faults.point(f"publish-{source.name}", day)  # some tables replaced, marker not yet written
             # a table the source no longer has (or a folder someone added): the day is the new set
             for stale in sorted(set(self._table_folders(source, day)) - set(tables)):
-                path = self.day_dir(source, stale, day)
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
+                _remove(self.day_dir(source, stale, day))
             write_json(marker, {"day": day.isoformat(), "source": source.name, "step": source.step, "tables": tables})
         finally:
             for building, _ in built:
@@ -306,6 +302,14 @@ class Landing:
             digest.update(f"{name}\0{len(marker)}\0".encode())
             digest.update(marker)
         return digest.hexdigest()
+
+
+def _remove(path: Path) -> None:
+    """Remove what is at `path`, a folder (not through a link) or anything else; nothing: fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _stream_metadata(stream: dict[str, Any]) -> dict[str, Any]:

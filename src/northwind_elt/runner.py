@@ -26,7 +26,7 @@ from .errors import ConfigError, LedgerError, LockBusy
 from .landing import Landing, source_of
 from .ledger import Ledger
 from .registry import NAMES, get
-from .settings import Settings, meltano_exe
+from .settings import Settings, job, meltano_exe
 
 # lines of a Meltano run worth showing live (the full output is in the log file)
 PROGRESS = re.compile(
@@ -35,15 +35,17 @@ PROGRESS = re.compile(
 )
 
 _children: set[subprocess.Popen[str]] = set()  # the Meltano jobs this process runs: stopped with it
-_children_lock, _stopping = threading.Lock(), threading.Event()  # _stopping: a job started after stop_all dies
+_children_lock, _stopping = threading.RLock(), threading.Event()  # _stopping: a job started after stop_all dies
 
 
 def die_with_parent() -> None:
     """Get SIGKILL when the parent process dies (Linux PR_SET_PDEATHSIG), at once if it already has:
-    a Meltano job dies with the nwelt that started it, a glue task (and its commit) with its job."""
+    a Meltano job dies with the nwelt that started it, a glue task (and its commit) with its job. A
+    glue task of nwelt's job whose `meltano run` (its process group's leader) died while it started
+    up has another parent already: it dies too, before taking any lock."""
     parent = os.getppid()
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:
+    if os.getppid() != parent or (job() and parent != os.getpgrp()):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

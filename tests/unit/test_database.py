@@ -84,3 +84,17 @@ def test_a_folder_above_the_project_is_never_opened_to_the_servers_user(server: 
     with pytest.raises(ConfigError, match=rf"cannot enter {closed} \(mode 700\): put the project"):
         db.init()
     assert stat.S_IMODE(closed.stat().st_mode) == 0o700
+
+
+def test_a_link_in_the_project_to_a_private_folder_does_not_open_it(server: Settings, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root runs the server as another OS user")
+    tmp_path.chmod(0o711)
+    project, private = tmp_path / "project", tmp_path / "private"
+    project.mkdir(mode=0o755)
+    private.mkdir(mode=0o700)
+    (project / "link").symlink_to(private)
+    db = EmbeddedPostgres(dataclasses.replace(server, root=project, pg_home=project / "link" / "pg", pg_port=free_port(57300)))
+    with pytest.raises(ConfigError, match=rf"cannot enter {private} \(mode 700\)"):
+        db.init()
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700

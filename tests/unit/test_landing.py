@@ -177,8 +177,14 @@ def test_a_publish_removes_what_a_killed_publish_of_the_day_left(tmp_path: Path)
     for folder in [*leftovers, another_days]:
         folder.mkdir()
         (folder / "orders.jsonl").write_text("{}\n")
+    marker = landing.task_marker(POSTGRES, DAY)
+    leftovers.append(marker.with_name(f".{marker.name}.1234abcd.tmp"))  # a marker's write, killed
+    leftovers[-1].write_text("{")
+    marker.unlink()
+    marker.mkdir()  # not a marker: replaced
     land_day(tmp_path)
-    assert not any(folder.exists() for folder in leftovers) and another_days.exists()
+    assert not any(path.exists() for path in leftovers) and another_days.exists()
+    assert marker.is_file()
 
 
 def test_a_day_never_extracted_is_refused_naming_both_tasks(tmp_path: Path) -> None:

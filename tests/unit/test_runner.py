@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +36,20 @@ def test_an_extract_counts_its_staged_rows_only_once_its_run_has_begun(warehouse
     Ledger(settings).begin(dt.date(2024, 1, 1), "extract-csv", os.getpid(), None, "token-1")
     begun = _beats(settings, "token-1", capsys)
     assert begun and all(line.endswith(", 3 rows so far") for line in begun), begun
+
+
+GLUE_TASK = "from northwind_elt.runner import die_with_parent; die_with_parent(); print('alive')"
+
+
+def test_a_glue_task_whose_meltano_run_died_while_it_started_dies_before_any_lock() -> None:
+    """nwelt runs each job in its own process group, led by `meltano run`. A glue task whose parent
+    is not that leader was adopted (its `meltano run` was killed while the task imported): it must
+    not take the day's locks for a dead job (its holder would watch its new parent for ever)."""
+    env = {**os.environ, "NWELT_JOB": "token"}
+    adopted = subprocess.run([sys.executable, "-c", GLUE_TASK], env=env, capture_output=True, text=True, process_group=0)
+    assert adopted.returncode == -9 and adopted.stdout == ""
+    leader = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c', {GLUE_TASK!r}]))"
+    child = subprocess.run([sys.executable, "-c", leader], env=env, capture_output=True, text=True, process_group=0)
+    assert child.returncode == 0 and child.stdout == "alive\n"
+    plain = subprocess.run([sys.executable, "-c", GLUE_TASK], env={**env, "NWELT_JOB": ""}, capture_output=True, text=True, process_group=0)
+    assert plain.stdout == "alive\n"  # a plain `meltano run` may share its shell's group
