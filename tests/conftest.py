@@ -6,12 +6,15 @@ so modules cannot see each other's days. The source database is the real Northwi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,15 +119,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.serial)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def enterable_temp_folders(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """As root, the embedded server runs as another OS user, which must enter the folders above
-    its home; the project never opens those itself, and pytest's are private: the tests open
-    theirs for entering (o+x), as a user running as root would choose to."""
-    base = tmp_path_factory.getbasetemp()
-    for folder in [base, *base.parents]:  # pytest-of-<user>/pytest-N[/popen-gwK]: the others are open
-        if not folder.stat().st_mode & 0o001:
-            folder.chmod(folder.stat().st_mode | 0o001)
+@contextlib.contextmanager
+def open_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder the embedded server's OS user may enter (as root, the server runs as
+    another user, and the project never opens folders above it). pytest's own are private, and
+    each pytest process (an xdist worker) closes pytest-of-<user> again when it starts."""
+    folder = Path(tempfile.mkdtemp(prefix=f"nwelt-test-{prefix}-"))
+    folder.chmod(0o711)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    with open_folder("tmp") as folder:
+        yield folder
 
 
 def free_port() -> int:

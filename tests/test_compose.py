@@ -140,13 +140,12 @@ def test_mounted_files_and_build_targets_exist() -> None:
 
 
 @pytest.fixture()
-def scratch_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def scratch_server(open_tmp: Path, monkeypatch: pytest.MonkeyPatch):
     """A fresh, empty cluster of the embedded PostgreSQL on its own port, like a new volume."""
     from northwind_elt.database import EmbeddedPostgres, bin_dir
 
     monkeypatch.setenv("NWELT_DB", "embedded")
-    tmp_path.chmod(0o711)  # the server's OS user enters it (tests run as root)
-    monkeypatch.setenv("NWELT_PG_HOME", str(tmp_path / "pg"))
+    monkeypatch.setenv("NWELT_PG_HOME", str(open_tmp / "pg"))
     monkeypatch.setenv("NWELT_PG_PORT", str(free_port()))
     server = EmbeddedPostgres(settings_mod.load())
     server.init()

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import ROOT, Project, free_port
+from conftest import ROOT, Project, free_port, open_folder
 from northwind_elt.database import EmbeddedPostgres
 
 MELTANO = str(ROOT / ".venv" / "bin" / "meltano")
@@ -24,8 +24,11 @@ WAREHOUSE = "warehouse_prod_standin"
 def external(tmp_path_factory: pytest.TempPathFactory, database: None) -> Iterator[tuple[Project, int]]:
     """Servers that are not the dev one: a second cluster, seeded, with the roles, on its own port."""
     port = free_port()
-    home = tmp_path_factory.mktemp("external-pg")
-    home.chmod(0o711)  # the server's OS user enters it (tests run as root)
+    with open_folder("external-pg") as home:
+        yield from _external(tmp_path_factory, port, home)
+
+
+def _external(tmp_path_factory: pytest.TempPathFactory, port: int, home: Path) -> Iterator[tuple[Project, int]]:
     data_dir = tmp_path_factory.mktemp("data-prod")
     server = Project(
         data_dir,

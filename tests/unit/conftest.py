@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +19,9 @@ from northwind_elt.settings import PgConn, Settings
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    home = tmp_path_factory.mktemp("pg")
-    home.chmod(0o755)  # the server's OS user (when tests run as root) reaches its folder
+def server() -> Iterator[Settings]:
+    home = Path(tempfile.mkdtemp(prefix="nwelt-test-unit-pg-"))  # pytest's are private: tests/conftest.py open_folder
+    home.chmod(0o711)  # the server's OS user (when tests run as root) enters it
     port = settings_mod.free_port(56432)
     wh = PgConn("127.0.0.1", port, "warehouse", "warehouse_loader", secrets.token_urlsafe(12))
     base = settings_mod.load()
@@ -36,6 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         yield settings
     finally:
         db.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -72,13 +72,12 @@ def test_a_server_folder_with_spaces_holds_the_server(server: Settings) -> None:
         shutil.rmtree(folder)
 
 
-def test_a_folder_above_the_project_is_never_opened_to_the_servers_user(server: Settings, tmp_path: Path) -> None:
+def test_a_folder_above_the_project_is_never_opened_to_the_servers_user(server: Settings, open_tmp: Path) -> None:
     """As root the server runs as another OS user, which must enter the folders above its home. A
     private one outside the project (/root) is refused, naming it, never opened to every user."""
     if os.geteuid() != 0:
         pytest.skip("only root runs the server as another OS user")
-    tmp_path.chmod(0o711)
-    closed = tmp_path / "private"
+    closed = open_tmp / "private"
     closed.mkdir(mode=0o700)
     db = EmbeddedPostgres(dataclasses.replace(server, pg_home=closed / "pg", pg_port=free_port(57200)))
     with pytest.raises(ConfigError, match=rf"cannot enter {closed} \(mode 700\): put the project"):
@@ -86,11 +85,10 @@ def test_a_folder_above_the_project_is_never_opened_to_the_servers_user(server: 
     assert stat.S_IMODE(closed.stat().st_mode) == 0o700
 
 
-def test_a_link_in_the_project_to_a_private_folder_does_not_open_it(server: Settings, tmp_path: Path) -> None:
+def test_a_link_in_the_project_to_a_private_folder_does_not_open_it(server: Settings, open_tmp: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("only root runs the server as another OS user")
-    tmp_path.chmod(0o711)
-    project, private = tmp_path / "project", tmp_path / "private"
+    project, private = open_tmp / "project", open_tmp / "private"
     project.mkdir(mode=0o755)
     private.mkdir(mode=0o700)
     (project / "link").symlink_to(private)
