@@ -138,6 +138,12 @@ def open_tmp() -> Iterator[Path]:
         yield folder
 
 
+@pytest.fixture(scope="session")
+def open_session_tmp() -> Iterator[Path]:
+    with open_folder("session") as folder:
+        yield folder
+
+
 def free_port() -> int:
     """A port nothing listens on at 127.0.0.1 now, chosen by the kernel (a fixed one may be some
     client's ephemeral port just then)."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +17,8 @@ from northwind_elt.settings import PgConn, Settings
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[Settings]:
-    home = Path(tempfile.mkdtemp(prefix="nwelt-test-unit-pg-"))  # pytest's are private: tests/conftest.py open_folder
-    home.chmod(0o711)  # the server's OS user (when tests run as root) enters it
+def server(open_session_tmp: Path) -> Iterator[Settings]:
+    home = open_session_tmp  # pytest's own folders are private (tests/conftest.py, open_folder)
     port = settings_mod.free_port(56432)
     wh = PgConn("127.0.0.1", port, "warehouse", "warehouse_loader", secrets.token_urlsafe(12))
     base = settings_mod.load()
@@ -38,7 +35,6 @@ def server() -> Iterator[Settings]:
         yield settings
     finally:
         db.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
