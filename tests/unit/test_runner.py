@@ -6,8 +6,11 @@ import dataclasses
 import datetime as dt
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +56,38 @@ def test_a_glue_task_whose_meltano_run_died_while_it_started_dies_before_any_loc
     assert child.returncode == 0 and child.stdout == "alive\n"
     plain = subprocess.run([sys.executable, "-c", GLUE_TASK], env={**env, "NWELT_JOB": ""}, capture_output=True, text=True, process_group=0)
     assert plain.stdout == "alive\n"  # a plain `meltano run` may share its shell's group
+
+
+NWELT_WITH_A_JOB = """
+import subprocess
+from northwind_elt import runner
+runner.install_signal_handlers()
+job = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, text=True, process_group=0)
+with runner._children_lock:
+    runner._children.add(job)
+print(job.stdout.readline().strip(), flush=True)  # the job's own child: a plugin
+job.wait()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
+def test_a_signalled_nwelt_kills_its_jobs_whole_process_group(sig: signal.Signals) -> None:
+    """Airflow's timeout, a Ctrl-C, a closed terminal: nwelt exits 128+N and its job's plugins die
+    with the job (test_entry_points.py runs it with dbt)."""
+    nwelt = subprocess.Popen([sys.executable, "-c", NWELT_WITH_A_JOB], stdout=subprocess.PIPE, text=True)
+    assert nwelt.stdout is not None
+    plugin = int(nwelt.stdout.readline())
+    nwelt.send_signal(sig)
+    assert nwelt.wait(10) == 128 + sig
+    deadline = time.monotonic() + 5
+    while _alive(plugin) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(plugin)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed and not yet reaped by init, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
