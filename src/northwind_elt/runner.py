@@ -82,17 +82,20 @@ def run_step(settings: Settings, step: str, day: dt.date, quiet: bool = False) -
     command = [meltano_exe(), f"--environment={settings.meltano_environment}", "run", "--force", "--no-state-update", step]
     try:
         with log_path.open("a") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=settings.root,
-                env=env,
-                stdin=subprocess.DEVNULL,  # a background group reading the terminal would stop
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                preexec_fn=die_with_parent,
-                process_group=0,  # the job's own group: _kill reaches its plugins
-            )
+            try:
+                process = subprocess.Popen(
+                    command,
+                    cwd=settings.root,
+                    env=env,
+                    stdin=subprocess.DEVNULL,  # a background group reading the terminal would stop
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    preexec_fn=die_with_parent,
+                    process_group=0,  # the job's own group: _kill reaches its plugins
+                )
+            except OSError as exc:
+                raise ConfigError(f"cannot start {command[0]} for {step} ({exc.strerror}): run `make setup`, then rerun") from None
             with _children_lock:
                 _children.add(process)
                 if _stopping.is_set():  # stop_all ran while this job was starting

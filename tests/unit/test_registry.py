@@ -3,6 +3,8 @@ with it."""
 
 from __future__ import annotations
 
+import itertools
+import shlex
 from pathlib import Path
 
 import yaml
@@ -64,3 +66,22 @@ def test_downstream_and_unknown_steps() -> None:
 def test_the_pipeline_job_is_the_five_jobs_in_order() -> None:
     jobs = _meltano_jobs()
     assert jobs["pipeline"] == [task for step in registry.NAMES for task in registry.job_tasks(step)]
+
+
+def test_the_plugins_install_from_a_checkout_whose_path_has_a_space() -> None:
+    """Meltano expands ${MELTANO_PROJECT_ROOT} in a pip_url, then splits it like a shell
+    (plugin_install_service.get_pip_install_args): each local package's path must be quoted."""
+    from meltano.core.utils import expand_env_vars
+
+    root = "/home/a user/My Projects/northwind-elt"
+    plugins = []
+    for path in [ROOT / "meltano.yml", *ROOT.glob("*/*.meltano.yml")]:
+        plugins += [p for kind in (yaml.safe_load(path.read_text()).get("plugins") or {}).values() for p in kind]
+    local = 0
+    for plugin in plugins:
+        args = shlex.split(expand_env_vars(plugin.get("pip_url", ""), {"MELTANO_PROJECT_ROOT": root}))
+        for flag, value in itertools.pairwise(args):
+            if flag == "-e":
+                assert value == root or value.startswith(f"{root}/"), (plugin["name"], args)
+                local += 1
+    assert local == 5  # the project (twice), tap-northwind-csv, tap-landing, target-jsonl-about

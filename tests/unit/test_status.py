@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -198,7 +199,7 @@ def test_a_failed_steps_summary_shows_the_seconds_status_shows(
 ) -> None:
     """One clock: the ledger's (the open task's record to the outcome's), not the job's wall time."""
     fake = tmp_path / "meltano"
-    fake.write_text(f"#!{sys.executable}\n{FAKE_MELTANO}")
+    fake.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(FAKE_MELTANO)} "$@"\n')  # a path may hold a space
     fake.chmod(0o755)
     monkeypatch.setattr(runner, "meltano_exe", lambda: str(fake))
     result = runner.run_step(warehouse, "load", DAY, quiet=True)
