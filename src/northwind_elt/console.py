@@ -142,12 +142,13 @@ def duration(value: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
-def day_finished(results: Sequence[StepResult], done: int, total: int, elapsed: float) -> None:
-    """The backfill's progress as each day ends (in any order): how many, how long, about how long still."""
+def day_finished(day: dt.date, results: Sequence[StepResult], done: int, total: int, elapsed: float, busy: str | None = None) -> None:
+    """The backfill's progress as each day ends (in any order): how many, how long, about how long
+    still; `busy`: why no step ran (another run held the day)."""
     failed = next((r for r in results if not r.ok), None)
     left = f", about {duration(elapsed / done * (total - done))} left" if done < total else ""
-    outcome = f"FAILED at {failed.step}" if failed else "ok"
-    say(f"day {done} of {total} done: {results[0].day} {outcome}; {duration(elapsed)} elapsed{left}")
+    outcome = f"not run: {busy}" if busy else f"FAILED at {failed.step}" if failed else "ok"
+    say(f"day {done} of {total} done: {day} {outcome}; {duration(elapsed)} elapsed{left}")
 
 
 def progress(step: str, text: str) -> None:

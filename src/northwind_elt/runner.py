@@ -21,7 +21,7 @@ from typing import TextIO
 
 from . import console, database, locks, sourcedata
 from .causes import find_cause, strip_log_prefix
-from .console import StepResult, error_line
+from .console import StepResult
 from .errors import ConfigError, LedgerError, LockBusy
 from .landing import Landing, source_of
 from .ledger import Ledger
@@ -221,19 +221,20 @@ def install_signal_handlers() -> None:
 
 def execute_days(settings: Settings, days: list[dt.date]) -> Iterator[list[StepResult]]:
     """Run the whole pipeline for each of `days`, NWELT_BACKFILL_DAYS side by side (each as `make
-    pipeline` runs it), yielding each day's results in day order; a failed day does not stop the
-    others. When the caller stops, no day that has not started starts."""
+    pipeline` runs it), yielding each day's results in day order ([]: another run held the day); a
+    failed day does not stop the others. When the caller stops, no day that has not started starts."""
     started, done, done_lock = time.monotonic(), 0, threading.Lock()
 
     def run(day: dt.date) -> list[StepResult]:
         nonlocal done
+        busy = None
         try:
             results = execute(settings, day, NAMES, True, True)
-        except LockBusy as exc:  # another run has this day: report it, go on with the others
-            results = [StepResult(NAMES[0], day, False, None, cause=error_line(exc))]
+        except LockBusy as exc:  # another run has this day: no step of it ran here; go on with the others
+            results, busy = [], exc.message
         with done_lock:  # days end in any order: count them as they end
             done += 1
-            console.day_finished(results, done, len(days), time.monotonic() - started)
+            console.day_finished(day, results, done, len(days), time.monotonic() - started, busy)
         return results
 
     with ThreadPoolExecutor(min(settings.backfill_days, len(days))) as pool:

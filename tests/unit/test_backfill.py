@@ -13,7 +13,7 @@ import pytest
 from northwind_elt import runner as backfill  # execute_days: the backfill
 from northwind_elt import settings as settings_mod
 from northwind_elt.console import StepResult
-from northwind_elt.errors import ConfigError
+from northwind_elt.errors import ConfigError, LockBusy
 
 DAYS = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(12)]
 SETTINGS = SimpleNamespace(backfill_days=2)
@@ -65,3 +65,21 @@ def test_a_bad_number_of_days_is_a_config_error(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("NWELT_BACKFILL_DAYS", value)
     with pytest.raises(ConfigError, match="NWELT_BACKFILL_DAYS"):
         settings_mod.load()
+
+
+def test_a_day_another_run_holds_is_reported_as_not_run_not_as_a_failed_step(
+    fake: FakeDays, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No step of a busy day ran here: the backfill says who holds it, and no `FAILED: step`
+    block blames its first step (the closing status shows the day as the ledger has it)."""
+
+    def execute(settings: object, day: dt.date, steps: list[str], *args: object) -> list[StepResult]:
+        if day == DAYS[1]:
+            raise LockBusy(f"day {day} is busy: {day} pipeline is held by pipeline of {day}, nwelt pid 7 on host")
+        return fake(settings, day, steps)
+
+    monkeypatch.setattr(backfill, "execute", execute)
+    assert [len(r) for r in backfill.execute_days(SETTINGS, DAYS[:3])] == [5, 0, 5]  # type: ignore[arg-type]
+    lines = capsys.readouterr().out.splitlines()
+    busy = next(line for line in lines if "2024-01-02" in line)
+    assert busy.startswith("day ") and " done: 2024-01-02 not run: day 2024-01-02 is busy: " in busy and "FAILED" not in busy

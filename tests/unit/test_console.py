@@ -106,8 +106,8 @@ def test_a_backfill_counts_the_days_as_they_end(monkeypatch: pytest.MonkeyPatch,
         "day 2 of 3 done: 2024-01-01 ok; N s elapsed, about N s left",
         "day 3 of 3 done: 2024-01-03 ok; N s elapsed",
     ]
-    console.day_finished([StepResult("load", DAY, True, 1.0)], 2, 8, 130.4)
-    console.day_finished([StepResult("load", DAY, True, 1.0)], 1, 400, 31.0)
+    console.day_finished(DAY, [StepResult("load", DAY, True, 1.0)], 2, 8, 130.4)
+    console.day_finished(DAY, [StepResult("load", DAY, True, 1.0)], 1, 400, 31.0)
     assert capsys.readouterr().out.splitlines() == [
         "day 2 of 8 done: 2024-01-01 ok; 2 min 10 s elapsed, about 6 min 31 s left",
         "day 1 of 400 done: 2024-01-01 ok; 31 s elapsed, about 3 h 26 min left",
