@@ -91,8 +91,8 @@ docs: setup ## generate the dbt docs site and serve it on DOCS_PORT (default 808
 test: setup airflow-setup db-up ## run the whole test suite (real PostgreSQL, Meltano, dbt and Airflow)
 	@case "$${TEST_WORKERS:-2}" in *[!0-9]*|"") echo "TEST_WORKERS=$$TEST_WORKERS is not a number of test workers (0: none)" >&2; exit 2;; esac; \
 	export PYTEST_ADDOPTS="$${PYTEST_ADDOPTS:-} $$PYTEST_ARGS"; a=0; b=0; set -x; \
-	$(BIN)/python -m pytest -n "$${TEST_WORKERS:-2}" --dist loadfile -m "e2e and not serial" || a=$$?; \
-	[ $$a = 2 ] || $(BIN)/python -m pytest -m "serial or not e2e" || b=$$?; { set +x; } 2>/dev/null; \
+	$(BIN)/python -m pytest -n "$${TEST_WORKERS:-2}" --dist loadfile -m "not serial" || a=$$?; \
+	[ $$a = 2 ] || $(BIN)/python -m pytest -m serial || b=$$?; { set +x; } 2>/dev/null; \
 	case "$$a $$b" in "0 0"|"0 5"|"5 0") ;; *) echo "make test: FAILED (exit $$a of the parallel part, $$b of the serial part; 5: no test selected)" >&2; exit 1;; esac
 
 test-unit: setup airflow-setup ## the quick tier: unit tests (a throwaway PostgreSQL of their own, the DAG's import; under a minute)

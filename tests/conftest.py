@@ -106,7 +106,7 @@ SERIAL = {
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit is end to end (`e2e`): `pytest -m "not e2e"` (make test-unit)
-    runs the quick tier alone, with no database. The tests SERIAL names are also `serial`."""
+    runs the quick tier alone, on a throwaway server of its own. The tests SERIAL names are also `serial`."""
     for key in SERIAL:  # a key naming no test would leave that test running beside the others
         path, _, name = key.partition("::")
         if not (ROOT / path).is_file() or (name and f"def {name}(" not in (ROOT / path).read_text()):
