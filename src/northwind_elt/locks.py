@@ -23,7 +23,7 @@ import psycopg
 from .errors import LedgerError, LockBusy
 from .ledger import connect
 from .registry import EXCLUSIVE, SHARED, get
-from .settings import Settings
+from .settings import Settings, job
 
 
 def key(name: str) -> int:
@@ -113,8 +113,7 @@ def start_holder(settings: Settings, step: str, day: dt.date, owner_pid: int) ->
         owner = os.pidfd_open(owner_pid)  # alive: this task's parent
     except OSError as exc:
         raise LedgerError(f"cannot watch the `meltano run` process ({exc.strerror}): the locks need Linux 5.3+ (pidfd_open)") from None
-    # the job's own process group, which nwelt or a shell's job control gave it (not a script's it shares)
-    group = owner_pid if os.getpgid(owner_pid) == owner_pid else 0
+    group = owner_pid if job() and os.getpgid(owner_pid) == owner_pid else 0  # the group nwelt gave the job
     read, write = os.pipe()
     sys.stdout.flush()
     if os.fork() == 0:  # the holder: what it prints goes to the pipe
