@@ -29,6 +29,10 @@ def _settings(args: argparse.Namespace | None = None) -> Settings:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
+    if "'" in str(settings_mod.ROOT):  # meltano.yml quotes it in the pip_urls of the local packages
+        raise ConfigError(
+            f"the checkout's path {settings_mod.ROOT} holds a ': Meltano cannot install its plugins from it; move the checkout"
+        )
     created = settings_mod.ensure_env_file()
     added = [] if created else settings_mod.add_missing_settings()
     settings = _settings()

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,16 @@ def test_a_server_started_on_demand_says_so(server: Settings, capsys: pytest.Cap
     db.start(announce=True)  # a step, status or the docs, which needed it
     assert db.status().running
     assert capsys.readouterr().err == f"the embedded PostgreSQL was not running: started it on 127.0.0.1:{server.pg_port}\n"
+
+
+def test_setup_refuses_a_checkout_whose_path_holds_a_single_quote_before_writing_anything(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """meltano.yml quotes the checkout's path in the local packages' pip_urls (a space is fine):
+    a ' ended `make setup` in a 45-line Meltano traceback (`No closing quotation`)."""
+    root = tmp_path / "o'brien" / "northwind-elt"
+    root.mkdir(parents=True)
+    monkeypatch.setattr(settings_mod, "ROOT", root)
+    with pytest.raises(NweltError, match=r"^the checkout's path .*o'brien/northwind-elt holds a ': Meltano cannot install"):
+        cli.cmd_setup(parse("setup"))
+    assert list(root.iterdir()) == []
