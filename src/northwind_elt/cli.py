@@ -132,7 +132,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     settings = _settings(args)
     days = _day_range(args, "backfill")
     runner.install_signal_handlers()
-    print(f"backfill {days[0]} .. {days[-1]}: {len(days)} days, {settings.backfill_days} side by side")
+    print(f"backfill {days[0]} .. {days[-1]}: {len(days)} day{'s' * (len(days) > 1)}, {settings.backfill_days} side by side")
     for results in runner.execute_days(settings, days):  # a failed day does not stop the others
         failed = next((r for r in results if not r.ok), None)
         if failed:
