@@ -51,7 +51,10 @@ def _causes(runs: dict[str, Run], states: dict[str, str]) -> dict[str, str | Non
 
 def resume_advice(day: dt.date, states: dict[str, str], causes: dict[str, str | None]) -> list[str]:
     """The commands that finish `day` ([] when complete): from its first step not succeeded, starting
-    with what that step's error names. The one source of status's `next:` and a failure's `resume:`."""
+    with what that step's error names; while a step runs, to wait. The one source of status's
+    `next:` and a failure's `resume:`."""
+    if running := [s for s in NAMES if states[s] == "running"]:  # it holds the day's locks: a rerun would meet them
+        return [f"wait: {running[0]} is running; then make status DATE={day}"]
     step = first_incomplete(states)
     return [] if step is None else next_commands(step, day, causes.get(step))
 

@@ -91,6 +91,18 @@ def test_a_step_never_run_after_a_success_is_next() -> None:
     assert states["transform"] == "not run" and states["export"] == "stale"
 
 
+def test_a_day_whose_first_unfinished_step_is_running_says_wait_not_a_command_the_locks_refuse() -> None:
+    runs = complete_day()
+    runs["load"] = run("load", "running", 50)  # another worker's, holding the day's locks
+    for view in (status.report, status.compact):
+        ok, lines = view(runs, DAY)
+        assert not ok and "wait: load is running; then make status DATE=2024-01-01" in lines[-1], lines
+    runs["extract-csv"] = run("extract-csv", "failed", 60)  # its rerun would meet the load's shared lock too
+    assert status.report(runs, DAY)[1][-1].strip() == "next: wait: load is running; then make status DATE=2024-01-01"
+    del runs["load"]
+    assert status.report(runs, DAY)[1][-2].strip() == "next: make extract-csv DATE=2024-01-01"
+
+
 def test_days_ending_counts_calendar_days() -> None:
     assert status.days_ending(DAY, 3) == [dt.date(2023, 12, 30), dt.date(2023, 12, 31), DAY]
     assert status.days_ending(DAY, 1) == [DAY]
