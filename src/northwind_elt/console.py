@@ -34,6 +34,11 @@ def resume_commands(step: str, day: dt.date) -> list[str]:
     return [command(Fix(step=s, day=day, then_rest=s != step)) for s in NAMES[index : index + 2]]
 
 
+def wait_for(step: str, day: dt.date) -> str:
+    """The advice while `step` of `day` runs: its locks would refuse any rerun of the day."""
+    return f"wait: {step} is running; then make status DATE={day.isoformat()}"
+
+
 def error_line(exc: NweltError) -> str:
     """One line: the class, the sentence, the commands that fix it (see commands_in)."""
     fixes = FIX_SEPARATOR.join(command(f) for f in exc.fixes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from .console import StepResult, next_commands, without_commands
+from .console import StepResult, next_commands, wait_for, without_commands
 from .errors import LedgerError
 from .export import output_paths
 from .landing import SOURCES, Landing
@@ -53,8 +53,8 @@ def resume_advice(day: dt.date, states: dict[str, str], causes: dict[str, str | 
     """The commands that finish `day` ([] when complete): from its first step not succeeded, starting
     with what that step's error names; while a step runs, to wait. The one source of status's
     `next:` and a failure's `resume:`."""
-    if running := [s for s in NAMES if states[s] == "running"]:  # it holds the day's locks: a rerun would meet them
-        return [f"wait: {running[0]} is running; then make status DATE={day}"]
+    if running := [s for s in NAMES if states[s] == "running"]:
+        return [wait_for(running[0], day)]
     step = first_incomplete(states)
     return [] if step is None else next_commands(step, day, causes.get(step))
 
